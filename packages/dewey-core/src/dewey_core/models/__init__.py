@@ -1,0 +1,54 @@
+"""Model families. Each one is a module with a detector and a loader, registered here.
+
+Detection reads only the checkpoint's JSON files; the first family whose detector accepts a
+directory loads it. Generic sentence-transformers/transformers comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dewey_core.models.base import EncoderModel, Prompts
+from dewey_core.models.sentence_transformers import SentenceTransformerModel, read_json
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    detect: Callable[[Path, dict[str, Any]], bool]
+    """``detect(path, config_json) -> bool``."""
+    load: Callable[..., EncoderModel]
+    """``load(path, device, dtype, **options) -> EncoderModel``."""
+
+
+def _is_transformers_dir(path: Path, config: dict[str, Any]) -> bool:
+    return bool(config) or (path / "modules.json").is_file()
+
+
+FAMILIES: list[Family] = [
+    Family("sentence-transformers", _is_transformers_dir,
+           lambda path, device, dtype, **options: SentenceTransformerModel(path, device, dtype,
+                                                                           **options)),
+]
+
+
+def detect_family(path: Path) -> Family:
+    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    for family in FAMILIES:
+        if family.detect(path, config):
+            return family
+    raise ValueError(f"{path} holds neither a config.json nor a modules.json: not a model "
+                     "directory this engine can load")
+
+
+def load_model(path: Path, device: torch.device, dtype: torch.dtype,
+               **options: Any) -> EncoderModel:
+    return detect_family(path).load(path, device, dtype, **options)
+
+
+__all__ = ["FAMILIES", "EncoderModel", "Family", "Prompts", "detect_family", "load_model"]

@@ -1,0 +1,132 @@
+"""Generic sentence-transformers directories (and plain transformers encoder directories).
+
+Reads ``modules.json`` (Transformer, Pooling, Dense, Normalize), prompts from
+``config_sentence_transformers.json`` and ``max_seq_length`` from ``sentence_bert_config.json``.
+Weights are read with safetensors only; no pickle, no remote code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+from dewey_core.devices import attention_implementation
+from dewey_core.models.base import EncoderModel, Prompts
+from dewey_core.tokenization import TextTokenizer
+
+_ST_POOLING_KEYS = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+_ACTIVATIONS = {
+    "Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU,
+    "GELU": torch.nn.GELU, "Sigmoid": torch.nn.Sigmoid, "SiLU": torch.nn.SiLU,
+}
+QUERY_PROMPT_NAMES = ("query", "s2p_query", "search_query", "retrieval.query")
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "search_document", "retrieval.passage")
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_modules(path: Path) -> list[dict]:
+    modules = read_json(path / "modules.json") if (path / "modules.json").is_file() else []
+    return sorted(modules, key=lambda m: m.get("idx", 0))
+
+
+def read_prompts(path: Path) -> Prompts:
+    cfg_path = path / "config_sentence_transformers.json"
+    named = dict(read_json(cfg_path).get("prompts") or {}) if cfg_path.is_file() else {}
+    query = next((named[k] for k in QUERY_PROMPT_NAMES if named.get(k)), "")
+    document = next((named[k] for k in DOCUMENT_PROMPT_NAMES if named.get(k)), "")
+    return Prompts(query=query, document=document, named=named)
+
+
+def read_pooling(path: Path) -> tuple[str, bool]:
+    """Pooling mode and ``include_prompt`` from a sentence-transformers Pooling folder."""
+    cfg = read_json(path / "config.json")
+    modes = [mode for key, mode in _ST_POOLING_KEYS.items() if cfg.get(key)]
+    if len(modes) != 1:
+        raise ValueError(f"{path}: unsupported pooling configuration {cfg}; exactly one of "
+                         f"{list(_ST_POOLING_KEYS)} must be true")
+    return modes[0], bool(cfg.get("include_prompt", True))
+
+
+def load_dense(path: Path) -> torch.nn.Sequential:
+    """A sentence-transformers Dense module (``linear.weight``/``linear.bias`` + activation)."""
+    cfg = read_json(path / "config.json")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{path}: Dense layer weights must be in model.safetensors "
+                                "(pickled pytorch_model.bin is not loaded)")
+    state = load_file(str(weights))
+    expected = {"linear.weight"} | ({"linear.bias"} if cfg.get("bias", True) else set())
+    if set(state) != expected:
+        raise ValueError(f"{weights}: unexpected Dense keys {sorted(set(state) - expected)}, "
+                         f"missing {sorted(expected - set(state))}")
+    linear = torch.nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
+    linear.load_state_dict(state)
+    act_name = str(cfg.get("activation_function", "Identity")).rsplit(".", 1)[-1]
+    if act_name not in _ACTIVATIONS:
+        raise ValueError(f"{path}: unsupported Dense activation {act_name!r}")
+    return torch.nn.Sequential(linear, _ACTIVATIONS[act_name]())
+
+
+class SentenceTransformerModel(EncoderModel):
+    """Any transformers encoder in sentence-transformers layout, or a bare transformers folder
+    (then mean pooling over all tokens, as sentence-transformers does by default)."""
+
+    family = "sentence-transformers"
+
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+        self.path, self.device, self.dtype = path, device, dtype
+        modules = read_modules(path)
+        transformer_dir = path
+        self.pooling, self.include_prompt = "mean", True
+        dense: list[torch.nn.Module] = []
+        for module in modules:
+            kind = module["type"].rsplit(".", 1)[-1]
+            folder = path / module.get("path", "")
+            if kind == "Transformer":
+                transformer_dir = folder
+            elif kind == "Pooling":
+                self.pooling, self.include_prompt = read_pooling(folder)
+            elif kind == "Dense":
+                dense.append(load_dense(folder))
+            elif kind != "Normalize":
+                raise ValueError(f"{path}: unsupported sentence-transformers module {kind!r}")
+        if self.pooling == "mean" and not self.include_prompt:
+            self.pooling = "mean_no_prompt"
+        attn = attention_implementation(device)
+        self.packing = "flash" if attn == "flash_attention_2" else "mask"
+        self.backbone = AutoModel.from_pretrained(
+            transformer_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False,
+            attn_implementation=attn,
+        )
+        self.backbone.to(device).eval()
+        self.tokenizer = TextTokenizer(AutoTokenizer.from_pretrained(transformer_dir))
+        self.prompts = read_prompts(path)
+        self.hidden_size = self.backbone.config.hidden_size
+        self.dense = torch.nn.Sequential(*dense).to(device).eval() if dense else None
+        self.dimension = dense[-1][0].out_features if dense else self.hidden_size
+        self.max_length = self._max_length(transformer_dir)
+
+    def _max_length(self, transformer_dir: Path) -> int:
+        cfg_path = transformer_dir / "sentence_bert_config.json"
+        limit = getattr(self.backbone.config, "max_position_embeddings", None) or 512
+        if cfg_path.is_file() and read_json(cfg_path).get("max_seq_length"):
+            return min(int(read_json(cfg_path)["max_seq_length"]), limit)
+        return limit
+
+    def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
+        if self.dense is None:
+            return pooled
+        return self.dense(pooled.to(self.device)).float()
+

@@ -10,8 +10,29 @@ Example:
 
 from dewey_core.encoder import DeweyEncoder
 from dewey_core.loading import ModelNotFoundError, clear_model_cache
+from dewey_core.scoring import (
+    DEFAULT_FUSION_WEIGHT,
+    ScoredChunk,
+    ScoredDocument,
+    fuse,
+    rank_chunks,
+    rank_documents,
+    similarity,
+)
 from dewey_core.types import Chunk, LateChunkedDocument
 
-__all__ = ["Chunk", "DeweyEncoder", "LateChunkedDocument", "ModelNotFoundError",
-           "clear_model_cache"]
+__all__ = [
+    "DEFAULT_FUSION_WEIGHT",
+    "Chunk",
+    "DeweyEncoder",
+    "LateChunkedDocument",
+    "ModelNotFoundError",
+    "ScoredChunk",
+    "ScoredDocument",
+    "clear_model_cache",
+    "fuse",
+    "rank_chunks",
+    "rank_documents",
+    "similarity",
+]
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ from dewey_core.devices import resolve_device, resolve_dtype
 from dewey_core.inputs import check_dim, check_spans, check_texts
 from dewey_core.loading import shared_model
 from dewey_core.models import EncoderModel
-from dewey_core.pooling import Layout, content_mean, pool, segment_sums
+from dewey_core.pooling import content_mean, pool, segment_sums
 from dewey_core.runtime import run_sequences
 from dewey_core.tokenization import TokenizedText
 from dewey_core.types import Chunk, LateChunkedDocument

@@ -39,12 +39,12 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
     patterns = patterns or _DOWNLOAD_PATTERNS
     try:
         return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
-    except Exception as cached_error:  # noqa: BLE001 - any miss means "not cached"
+    except Exception as cached_error:
         reason = f"not in the local Hugging Face cache ({type(cached_error).__name__})"
     if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
         try:
             return Path(snapshot_download(name, allow_patterns=patterns))
-        except Exception as download_error:  # noqa: BLE001 - reported with a fix below
+        except Exception as download_error:
             reason += f"; download failed: {download_error}"
     else:
         reason += "; downloads are off (HF_HUB_OFFLINE is set)"

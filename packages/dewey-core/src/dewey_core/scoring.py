@@ -1,0 +1,100 @@
+"""Multi-vector scoring: chunk scores, document scores from chunk hits (max-sim), fusion with
+the document's global score. Every adapter's retriever ranks with these functions.
+
+All vectors are L2-normalised, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_FUSION_WEIGHT = 0.25
+"""Share of the global document score in a fused score: ``(1 - w) * chunk + w * global``."""
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    index: int
+    """Position of the chunk in the arrays given to :func:`rank_chunks`."""
+    doc_id: Hashable
+    score: float
+    chunk_score: float
+    global_score: float | None
+
+
+@dataclass(frozen=True)
+class ScoredDocument:
+    doc_id: Hashable
+    score: float
+    best_chunk: int
+    """Index of the chunk that gave the document its score."""
+    chunk_score: float
+    global_score: float | None
+
+
+def _as_matrix(x: np.ndarray | Sequence, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a vector or a 2-D array, got shape {arr.shape}")
+    return arr
+
+
+def similarity(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of normalised ``queries (q, d)`` and ``vectors (n, d)``: ``(q, n)``."""
+    q, v = _as_matrix(queries, "queries"), _as_matrix(vectors, "vectors")
+    if v.shape[0] and q.shape[1] != v.shape[1]:
+        raise ValueError(f"dimension mismatch: queries have {q.shape[1]}, vectors {v.shape[1]}")
+    return q @ v.T
+
+
+def fuse(chunk_scores: np.ndarray, global_scores: np.ndarray | None,
+         weight: float = DEFAULT_FUSION_WEIGHT) -> np.ndarray:
+    """``(1 - weight) * chunk + weight * global``; the chunk scores alone without globals."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
+    if global_scores is None or weight == 0.0:
+        return np.asarray(chunk_scores, dtype=np.float32)
+    return (1.0 - weight) * chunk_scores + weight * global_scores
+
+
+def rank_chunks(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequence[Hashable],
+                global_vectors: np.ndarray | None = None, *, top_k: int = 10,
+                fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredChunk]:
+    """Top chunks for one query by fused score.
+
+    ``global_vectors`` (optional) is aligned with ``chunk_vectors``: row ``i`` is the global
+    embedding of chunk ``i``'s document.
+    """
+    chunk_vectors = _as_matrix(chunk_vectors, "chunk_vectors")
+    if len(doc_ids) != len(chunk_vectors):
+        raise ValueError(f"{len(doc_ids)} doc_ids for {len(chunk_vectors)} chunk vectors")
+    if global_vectors is not None and len(global_vectors) != len(chunk_vectors):
+        raise ValueError(f"{len(global_vectors)} global vectors for {len(chunk_vectors)} chunks")
+    if not len(chunk_vectors):
+        return []
+    chunk = similarity(query, chunk_vectors)[0]
+    glob = similarity(query, global_vectors)[0] if global_vectors is not None else None
+    fused = fuse(chunk, glob, fusion_weight)
+    top = np.argsort(-fused, kind="stable")[:top_k]
+    return [ScoredChunk(int(i), doc_ids[i], float(fused[i]), float(chunk[i]),
+                        None if glob is None else float(glob[i])) for i in top]
+
+
+def rank_documents(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequence[Hashable],
+                   global_vectors: np.ndarray | None = None, *, top_k: int = 10,
+                   fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredDocument]:
+    """Top documents for one query: each scored by its best chunk (max-sim) fused with its
+    global score."""
+    ranked = rank_chunks(query, chunk_vectors, doc_ids, global_vectors,
+                         top_k=len(doc_ids), fusion_weight=fusion_weight)
+    best: dict[Hashable, ScoredDocument] = {}
+    for hit in ranked:  # best first, so the first hit of a document is its max
+        if hit.doc_id not in best:
+            best[hit.doc_id] = ScoredDocument(hit.doc_id, hit.score, hit.index,
+                                              hit.chunk_score, hit.global_score)
+    return list(best.values())[:top_k]

@@ -1,0 +1,1 @@
+"""haystack-dewey: Dewey embeddings and late chunking for haystack."""

@@ -1,0 +1,1 @@
+"""langchain-dewey: Dewey embeddings and late chunking for langchain."""

@@ -1,0 +1,1 @@
+"""llamaindex-dewey: Dewey embeddings and late chunking for llamaindex."""

@@ -1,0 +1,77 @@
+"""Glue shared by the components: device resolution, lazy encoder loading, input checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from haystack import Document
+from haystack.utils import ComponentDevice
+
+from dewey_core import DeweyEncoder
+
+DEFAULT_MODEL = "infgrad/dewey_en_beta"
+DEFAULT_JASPER_MODEL = "infgrad/jasper_en_vision_language_v1"
+GLOBAL_EMBEDDING_FIELD = "dewey_global_embedding"
+"""Chunk metadata field holding the embedding of the whole source document."""
+
+
+def resolve_device(device: ComponentDevice | str | None) -> ComponentDevice:
+    """A :class:`ComponentDevice`; a plain string such as ``"cpu"`` or ``"cuda:0"`` is accepted."""
+    if isinstance(device, str):
+        return ComponentDevice.from_str(device)
+    if device is not None and not isinstance(device, ComponentDevice):
+        raise TypeError(f"device must be a ComponentDevice, a str such as 'cuda:0', or None; "
+                        f"got {type(device).__name__}")
+    return ComponentDevice.resolve_device(device)
+
+
+def load_encoder(model: str, device: ComponentDevice, dtype: str | None, max_length: int | None,
+                 token_budget: int | None, model_options: dict[str, Any] | None) -> DeweyEncoder:
+    """Load the encoder; the model itself is shared per (model, device, dtype) by dewey_core."""
+    return DeweyEncoder.from_pretrained(model, device=device.to_torch_str(), dtype=dtype,
+                                        max_length=max_length, token_budget=token_budget,
+                                        **(model_options or {}))
+
+
+def encoder_parameters(component: Any) -> dict[str, Any]:
+    """The loading parameters every component serialises, in one place."""
+    return {
+        "model": component.model,
+        "device": component.device.to_dict(),
+        "dtype": component.dtype,
+        "max_length": component.max_length,
+        "token_budget": component.token_budget,
+        "model_options": component.model_options,
+    }
+
+
+def check_documents(documents: Any, component: str, hint: str) -> list[Document]:
+    """``documents`` must be a list of :class:`Document`; the error names the component and a fix."""
+    if not isinstance(documents, list) or not all(isinstance(d, Document) for d in documents):
+        got = type(documents).__name__ if not isinstance(documents, list) else \
+            f"a list holding {type(next(d for d in documents if not isinstance(d, Document))).__name__}"
+        raise TypeError(f"{component} expects a list of Documents as input, got {got}. {hint}")
+    return documents
+
+
+def check_text(text: Any, component: str, hint: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"{component} expects a string as input, got {type(text).__name__}. {hint}")
+    return text
+
+
+def text_to_embed(document: Document, meta_fields_to_embed: list[str], separator: str,
+                  prefix: str = "", suffix: str = "") -> str:
+    """Haystack's convention: listed metadata values, then the content, joined by ``separator``."""
+    meta_values = [str(document.meta[key]) for key in meta_fields_to_embed
+                   if document.meta.get(key) is not None]
+    return prefix + separator.join([*meta_values, document.content or ""]) + suffix
+
+
+def page_number(text: str, start: int, chunk: str) -> int:
+    """Haystack's ``page_number``: the page (form feeds counted from 1) of the chunk's first
+    non-page-break character; a chunk that is only page breaks stays on the page it starts on."""
+    leading = len(chunk) - len(chunk.lstrip("\f"))
+    if leading == len(chunk):
+        leading = 0
+    return 1 + text.count("\f", 0, start) + leading

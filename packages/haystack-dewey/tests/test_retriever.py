@@ -1,0 +1,189 @@
+"""DeweyRetriever: serialisation with its document store, fused ranking, filters, top_k."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import numpy as np
+import pytest
+from haystack import Document
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+from haystack.document_stores.types import FilterPolicy
+
+from dewey_core import rank_chunks, rank_documents
+from haystack_dewey import GLOBAL_EMBEDDING_FIELD, DeweyLateChunker, DeweyRetriever
+
+TOPICS = ["assert", "for", "lambda", "try", "with", "yield"]
+
+
+@pytest.fixture(scope="module")
+def chunks(minilm_path, pydoc_topics) -> list[Document]:
+    chunker = DeweyLateChunker(model=minilm_path, device="cpu", chunk_size=96, progress_bar=False)
+    docs = [Document(content=pydoc_topics[name][:4000], meta={"topic": name}) for name in TOPICS]
+    return chunker.run(docs)["documents"]
+
+
+@pytest.fixture(scope="module")
+def store(chunks) -> InMemoryDocumentStore:
+    store = InMemoryDocumentStore(index=f"dewey-retriever-{uuid.uuid4()}")
+    store.write_documents(chunks)
+    return store
+
+
+@pytest.fixture(scope="module")
+def query(minilm) -> np.ndarray:
+    return minilm.encode_queries(["How do I catch an exception and clean up afterwards?"])[0]
+
+
+def test_init_defaults():
+    store = InMemoryDocumentStore()
+    retriever = DeweyRetriever(store)
+    assert retriever.document_store is store
+    assert (retriever.filters, retriever.top_k, retriever.candidates) == (None, 10, 100)
+    assert retriever.fusion_weight == 0.25
+    assert retriever.group_by_source is True
+    assert retriever.global_embedding_meta_field == GLOBAL_EMBEDDING_FIELD
+    assert retriever.return_embedding is False
+    assert retriever.filter_policy is FilterPolicy.REPLACE
+
+
+def test_init_with_parameters():
+    retriever = DeweyRetriever(InMemoryDocumentStore(), filters={"field": "meta.topic", "operator": "==",
+                                                                 "value": "try"},
+                               top_k=3, candidates=20, fusion_weight=0.5, group_by_source=False,
+                               global_embedding_meta_field="g", return_embedding=True, filter_policy="merge")
+    assert retriever.filters == {"field": "meta.topic", "operator": "==", "value": "try"}
+    assert (retriever.top_k, retriever.candidates, retriever.fusion_weight) == (3, 20, 0.5)
+    assert retriever.group_by_source is False and retriever.return_embedding is True
+    assert retriever.global_embedding_meta_field == "g"
+    assert retriever.filter_policy is FilterPolicy.MERGE
+
+
+@pytest.mark.parametrize("kwargs, message", [({"top_k": 0}, "top_k and candidates must be positive"),
+                                             ({"candidates": 0}, "top_k and candidates must be positive"),
+                                             ({"fusion_weight": 1.5}, r"fusion_weight must be in \[0, 1\]")])
+def test_init_refuses_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DeweyRetriever(InMemoryDocumentStore(), **kwargs)
+
+
+def test_init_refuses_a_store_without_embedding_search():
+    with pytest.raises(TypeError, match=r"embedding_retrieval\(\).*got dict"):
+        DeweyRetriever({"documents": []})
+
+
+def test_to_dict():
+    store = InMemoryDocumentStore(index="dewey-to-dict")
+    assert DeweyRetriever(store, top_k=5).to_dict() == {
+        "type": "haystack_dewey.retriever.DeweyRetriever",
+        "init_parameters": {
+            "document_store": store.to_dict(),
+            "filters": None,
+            "top_k": 5,
+            "candidates": 100,
+            "fusion_weight": 0.25,
+            "group_by_source": True,
+            "global_embedding_meta_field": "dewey_global_embedding",
+            "return_embedding": False,
+            "filter_policy": "replace",
+        },
+    }
+    assert store.to_dict()["type"] == \
+        "haystack.document_stores.in_memory.document_store.InMemoryDocumentStore"
+
+
+def test_from_dict(store):
+    data = DeweyRetriever(store, top_k=4, candidates=40, fusion_weight=0.1, group_by_source=False,
+                          filters={"field": "meta.topic", "operator": "==", "value": "try"},
+                          filter_policy=FilterPolicy.MERGE).to_dict()
+    retriever = DeweyRetriever.from_dict(data)
+    assert isinstance(retriever.document_store, InMemoryDocumentStore)
+    assert retriever.document_store.index == store.index
+    assert retriever.document_store.count_documents() == store.count_documents()  # shared index
+    assert (retriever.top_k, retriever.candidates, retriever.fusion_weight) == (4, 40, 0.1)
+    assert retriever.group_by_source is False and retriever.filter_policy is FilterPolicy.MERGE
+    assert retriever.to_dict() == data
+
+
+def test_run_fuses_chunk_and_document_scores(store, chunks, query):
+    retriever = DeweyRetriever(store, top_k=4, candidates=1000)
+    result = retriever.run(query_embedding=query.tolist())["documents"]
+    # Same ranking as dewey_core's max-sim + fusion over every chunk.
+    vectors = np.array([c.embedding for c in chunks])
+    globals_ = np.array([c.meta[GLOBAL_EMBEDDING_FIELD] for c in chunks])
+    expected = rank_documents(query, vectors, [c.meta["source_id"] for c in chunks], globals_, top_k=4)
+    assert [d.id for d in result] == [chunks[h.best_chunk].id for h in expected]
+    assert [d.score for d in result] == pytest.approx([h.score for h in expected], abs=1e-5)
+    assert result[0].meta["topic"] == "try"
+    assert len({d.meta["source_id"] for d in result}) == 4  # one chunk per source
+    # Embeddings (chunk and global) are left out unless asked for.
+    assert all(d.embedding is None and GLOBAL_EMBEDDING_FIELD not in d.meta for d in result)
+
+
+def test_run_without_grouping_ranks_chunks(store, chunks, query):
+    retriever = DeweyRetriever(store, top_k=6, candidates=1000, group_by_source=False, fusion_weight=0.4,
+                               return_embedding=True)
+    result = retriever.run(query_embedding=query.tolist())["documents"]
+    vectors = np.array([c.embedding for c in chunks])
+    globals_ = np.array([c.meta[GLOBAL_EMBEDDING_FIELD] for c in chunks])
+    expected = rank_chunks(query, vectors, [c.meta["source_id"] for c in chunks], globals_, top_k=6,
+                           fusion_weight=0.4)
+    assert [d.id for d in result] == [chunks[h.index].id for h in expected]
+    assert all(d.embedding is not None and GLOBAL_EMBEDDING_FIELD in d.meta for d in result)
+
+
+def test_global_score_changes_the_ranking(store, query):
+    chunk_only = DeweyRetriever(store, top_k=20, candidates=1000, group_by_source=False, fusion_weight=0.0)
+    fused = DeweyRetriever(store, top_k=20, candidates=1000, group_by_source=False, fusion_weight=0.9)
+    ids = [[d.id for d in r.run(query_embedding=query.tolist())["documents"]] for r in (chunk_only, fused)]
+    assert ids[0] != ids[1]
+
+
+def test_filters_and_top_k_pass_through(store, query):
+    retriever = DeweyRetriever(store, top_k=5)
+    only_yield = {"field": "meta.topic", "operator": "==", "value": "yield"}
+    result = retriever.run(query_embedding=query.tolist(), filters=only_yield, top_k=2)["documents"]
+    assert len(result) == 1 and result[0].meta["topic"] == "yield"  # grouped: one source matches
+    chunks = DeweyRetriever(store, group_by_source=False, filters=only_yield).run(
+        query_embedding=query.tolist(), top_k=2)["documents"]
+    assert len(chunks) == 2 and {d.meta["topic"] for d in chunks} == {"yield"}
+
+
+def test_merge_filter_policy(store, query):
+    not_try = {"field": "meta.topic", "operator": "!=", "value": "try"}
+    retriever = DeweyRetriever(store, filters=not_try, filter_policy="merge", top_k=10,
+                               group_by_source=False)
+    first_chunks = {"field": "meta.split_id", "operator": "==", "value": 0}
+    result = retriever.run(query_embedding=query.tolist(), filters=first_chunks)["documents"]
+    assert sorted(d.meta["topic"] for d in result) == sorted(set(TOPICS) - {"try"})
+    assert all(d.meta["split_id"] == 0 for d in result)
+
+
+def test_chunks_without_global_embedding_use_their_own(query, minilm):
+    store = InMemoryDocumentStore(index=f"dewey-plain-{uuid.uuid4()}")
+    texts = ["Exceptions are caught with try and except.", "A for loop iterates over a sequence."]
+    store.write_documents([Document(content=t, embedding=v.tolist())
+                           for t, v in zip(texts, minilm.encode_documents(texts), strict=True)])
+    result = DeweyRetriever(store, top_k=2).run(query_embedding=query.tolist())["documents"]
+    assert result[0].content == texts[0]
+    assert result[0].score == pytest.approx(float(np.dot(minilm.encode_documents(texts[:1])[0], query)),
+                                            abs=1e-5)
+
+
+def test_run_async(store, query):
+    retriever = DeweyRetriever(store, top_k=3)
+    sync = retriever.run(query_embedding=query.tolist())["documents"]
+    result = asyncio.run(retriever.run_async(query_embedding=query.tolist()))["documents"]
+    assert [d.id for d in result] == [d.id for d in sync]
+
+
+def test_empty_store_returns_nothing(query):
+    store = InMemoryDocumentStore(index=f"dewey-empty-{uuid.uuid4()}")
+    assert DeweyRetriever(store).run(query_embedding=query.tolist()) == {"documents": []}
+
+
+@pytest.mark.parametrize("wrong", ["How do I catch an exception?", 3.5, None])
+def test_run_wrong_input_type(store, wrong):
+    with pytest.raises(TypeError, match="DeweyRetriever expects query_embedding as a list of floats"):
+        DeweyRetriever(store).run(query_embedding=wrong)

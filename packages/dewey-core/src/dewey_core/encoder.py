@@ -197,12 +197,12 @@ class DeweyEncoder:
         return (*self.model.head_dims, self.dimension)
 
     def _run(self, sequences: list[list[int]], consume, show_progress: bool | None,
-             desc: str) -> None:
+             desc: str, extras: list | None = None) -> None:
         run_sequences(self.model.forward, sequences, consume,
                       pad_id=self.model.tokenizer.pad_id, device=self.model.device,
                       token_budget=self.token_budget, packed=self.packed,
-                      flash=self.model.packing == "flash", show_progress=show_progress,
-                      desc=desc)
+                      flash=self.model.packing == "flash", extras=extras,
+                      show_progress=show_progress, desc=desc)
 
     def _finish(self, pooled: torch.Tensor, dim: int | None) -> np.ndarray:
         """Heads, truncation to ``dim``, L2 normalisation; float32 numpy."""
@@ -212,6 +212,46 @@ class DeweyEncoder:
             vectors = vectors[:, :dim]
         vectors = torch.nn.functional.normalize(vectors, dim=-1)
         return vectors.cpu().numpy().astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ images
+    @property
+    def supports_images(self) -> bool:
+        """True when the model embeds images (Jasper) into the same space as text."""
+        return self.model.supports_images
+
+    def encode_images(self, images: Sequence[Any], dim: int | None = None, *,
+                      prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+        """Embed images, or mixed text + image inputs, into the text space: float32 ``(n, d)``.
+
+        Each item is a ``PIL.Image``, a file path or encoded image bytes, or a list/tuple of
+        parts in which a ``str`` is text and anything else an image. ``prompt`` is prepended
+        (default none, as for documents). A file that is missing or not an image raises an
+        error naming its index.
+
+        Example (a Jasper checkpoint):
+            >>> from dewey_core import DeweyEncoder
+            >>> from dewey_core.testing import tiny_jasper
+            >>> from PIL import Image
+            >>> import tempfile
+            >>> enc = DeweyEncoder.from_pretrained(tiny_jasper(tempfile.mkdtemp()), device="cpu")
+            >>> enc.encode_images([Image.new("RGB", (32, 32), "red")], dim=16).shape
+            (1, 16)
+        """
+        if not self.supports_images:
+            raise TypeError(f"{self.model.family} model {self.model.path} embeds text only; "
+                            "image inputs need a Jasper checkpoint")
+        dim = check_dim(dim, self._available_dims())
+        items = self.model.image_sequences(images, prompt or "")
+        if not items:
+            return np.zeros((0, dim or self.dimension), dtype=np.float32)
+        pooled: list[torch.Tensor | None] = [None] * len(items)
+
+        def consume(i: int, states: torch.Tensor) -> None:
+            pooled[i] = pool(states, self.model.pooling, items[i].layout)
+
+        self._run([it.ids for it in items], consume, show_progress, "Encoding images",
+                  extras=[it.pixels for it in items])
+        return self._finish(torch.stack(pooled), dim)
 
 
 def _truncated(tok: TokenizedText, room: int) -> TokenizedText:

@@ -30,7 +30,31 @@ def _is_transformers_dir(path: Path, config: dict[str, Any]) -> bool:
     return bool(config) or (path / "modules.json").is_file()
 
 
+def _lazy(module: str) -> Callable[..., EncoderModel]:
+    """Import a family's module only when a checkpoint of that family is loaded."""
+
+    def load(path: Path, device: torch.device, dtype: torch.dtype, **options: Any) -> EncoderModel:
+        import importlib
+
+        return importlib.import_module(f"dewey_core.models.{module}").load(path, device, dtype,
+                                                                          **options)
+
+    return load
+
+
+def _detector(module: str, name: str) -> Callable[[Path, dict[str, Any]], bool]:
+    def detect(path: Path, config: dict[str, Any]) -> bool:
+        import importlib
+
+        return getattr(importlib.import_module(f"dewey_core.models.{module}"), name)(path, config)
+
+    return detect
+
+
 FAMILIES: list[Family] = [
+    Family("dewey", _detector("dewey", "is_dewey"), _lazy("dewey")),
+    Family("jasper", _detector("jasper", "is_jasper"), _lazy("jasper")),
+    Family("stella", _detector("stella", "is_stella"), _lazy("stella")),
     Family("sentence-transformers", _is_transformers_dir,
            lambda path, device, dtype, **options: SentenceTransformerModel(path, device, dtype,
                                                                            **options)),

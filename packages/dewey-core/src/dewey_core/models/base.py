@@ -51,6 +51,8 @@ class EncoderModel:
     packing: str = "none"
     """How this backbone takes padding-free batches: ``flash``, ``mask`` or ``none``."""
     backbone: torch.nn.Module
+    supports_images: bool = False
+    """True for families that embed images (see ``image_sequences`` on those families)."""
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Token states ``(rows, length, hidden)`` for a batch."""

@@ -72,7 +72,7 @@ def load_dense(path: Path) -> torch.nn.Sequential:
         raise ValueError(f"{weights}: unexpected Dense keys {sorted(set(state) - expected)}, "
                          f"missing {sorted(expected - set(state))}")
     linear = torch.nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
-    linear.load_state_dict(state)
+    linear.load_state_dict({k.removeprefix("linear."): v for k, v in state.items()})
     act_name = str(cfg.get("activation_function", "Identity")).rsplit(".", 1)[-1]
     if act_name not in _ACTIVATIONS:
         raise ValueError(f"{path}: unsupported Dense activation {act_name!r}")

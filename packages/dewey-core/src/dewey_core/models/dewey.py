@@ -1,0 +1,144 @@
+"""dewey_en_beta: transformers' ModernBertModel plus the checkpoint's vector head, no remote code.
+
+Layout read from the checkpoint: ``config.json`` (``model_type: modernbert``, ``vector_size``,
+``single_vector_type``), ``model.safetensors``, ``tokenizer.json``. The backbone's keys are
+taken under ``model.`` or at the top level; the vector head is the one Linear outside the
+backbone whose weight is ``(vector_size, hidden_size)``. Its name and whether
+``cls_add_mean`` adds the two vectors before the head are not published (the authors' code
+was not available); every other key is refused by name.
+
+Pooling (``pooling=`` at load, default ``single_vector_type``): ``cls`` (first token),
+``mean`` (content tokens: no CLS, SEP or prompt token), ``cls_add_mean`` (their sum). Chunk
+vectors of late chunking are token means through the same head.
+
+Example:
+    >>> from dewey_core import DeweyEncoder
+    >>> from dewey_core.testing import tiny_dewey
+    >>> import tempfile
+    >>> enc = DeweyEncoder.from_pretrained(tiny_dewey(tempfile.mkdtemp()), device="cpu",
+    ...                                    pooling="mean")
+    >>> enc.encode_queries(["What is a spice?"]).shape
+    (1, 64)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import ModernBertConfig, ModernBertModel
+
+from dewey_core.devices import attention_implementation
+from dewey_core.models.base import EncoderModel, Prompts
+from dewey_core.models.checkpoint import (
+    CheckpointKeyError,
+    build_module,
+    linear_from,
+    load_tokenizer,
+    packed_block_mask,
+    read_json,
+    read_state,
+    refuse_leftovers,
+    take_prefix,
+)
+from dewey_core.models.sentence_transformers import read_prompts
+from dewey_core.runtime import Batch
+from dewey_core.tokenization import TextTokenizer
+
+QUERY_PROMPT = "<|START_INSTRUCTION|>Answer the question<|END_INSTRUCTION|>"
+DOCUMENT_PROMPT = "<|START_INSTRUCTION|>Candidate document<|END_INSTRUCTION|>"
+#: Checkpoint pooling names -> engine pooling modes (see :mod:`dewey_core.pooling`).
+POOLINGS = {"cls": "cls", "mean": "content_mean", "cls_add_mean": "cls_add_mean"}
+_NOT_MODEL_CONFIG = ("architectures", "auto_map", "vector_size", "single_vector_type",
+                     "transformers_version", "torch_dtype", "dtype")
+#: ModernBERT masked-LM head weights: known, unused for embeddings.
+_MLM_KEYS = ("head.dense.weight", "head.norm.weight", "head.norm.bias", "decoder.weight",
+             "decoder.bias")
+
+
+def is_dewey(path: Path, config: dict[str, Any]) -> bool:
+    return config.get("model_type") == "modernbert" and (
+        "DeweyV1" in (config.get("architectures") or []) or "vector_size" in config)
+
+
+class DeweyModel(EncoderModel):
+    """dewey_en_beta (or any ModernBERT checkpoint in its layout) loaded natively."""
+
+    family = "dewey"
+
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
+                 pooling: str | None = None) -> None:
+        self.path, self.device, self.dtype = path, device, dtype
+        raw = read_json(path / "config.json")
+        pooling = pooling or raw.get("single_vector_type", "cls_add_mean")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+        self.pooling_name, self.pooling = pooling, POOLINGS[pooling]
+        attn = attention_implementation(device)
+        self.packing = "flash" if attn == "flash_attention_2" else "mask"
+        config = ModernBertConfig(**{k: v for k, v in raw.items() if k not in _NOT_MODEL_CONFIG},
+                                  attn_implementation=attn)
+        self.hidden_size = config.hidden_size
+        self.dimension = int(raw.get("vector_size") or config.hidden_size)
+        self.sliding_window = config.sliding_window
+
+        state = read_state(path)
+        prefix = "model." if any(k.startswith("model.embeddings.") for k in state) else ""
+        backbone_state = take_prefix(state, prefix) if prefix else {
+            k: state.pop(k) for k in [k for k in state if k.split(".")[0] in _BACKBONE_ROOTS]}
+        self.head_name = self._find_head(state) if "vector_size" in raw else None
+        self.head = linear_from(state, self.head_name).to(device).eval() if self.head_name else None
+        self.ignored_keys = sorted(k for k in state if k.removeprefix(prefix) in _MLM_KEYS)
+        for k in self.ignored_keys:
+            state.pop(k)
+        refuse_leftovers(path, state)
+        self.backbone = build_module(path, lambda: ModernBertModel(config), backbone_state,
+                                     prefix, device, dtype)
+        self.tokenizer = TextTokenizer(load_tokenizer(path))
+        named = {**read_prompts(path).named, "query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
+        self.prompts = Prompts(query=QUERY_PROMPT, document=DOCUMENT_PROMPT, named=named)
+        self.max_length = int(config.max_position_embeddings)
+
+    def _find_head(self, state: dict[str, torch.Tensor]) -> str:
+        shape = (self.dimension, self.hidden_size)
+        names = [k.removesuffix(".weight") for k, v in state.items()
+                 if k.endswith(".weight") and tuple(v.shape) == shape]
+        if len(names) != 1:
+            raise CheckpointKeyError(self.path, [f"<vector head>.weight {list(shape)}"]
+                                     if not names else [], list(state) if names else [])
+        return names[0]
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        mask: Any = batch.attention_mask
+        if batch.packed_lengths is not None and not batch.flash_kwargs:
+            # A 4-D mask would be used as-is by every layer, losing the local window: give
+            # each layer type its own block-diagonal mask.
+            mask = {"full_attention": packed_block_mask(batch),
+                    "sliding_attention": packed_block_mask(batch, self.sliding_window)}
+        out = self.backbone(input_ids=batch.input_ids, attention_mask=mask,
+                            position_ids=batch.position_ids, **batch.flash_kwargs)
+        return out.last_hidden_state
+
+    def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
+        if self.head is None:
+            return pooled
+        return self.head(pooled.to(self.device, torch.float32))
+
+
+_BACKBONE_ROOTS = ("embeddings", "layers", "final_norm")
+
+
+def load(path: Path, device: torch.device, dtype: torch.dtype, *, pooling: str | None = None,
+         trust_remote_code: bool = False) -> EncoderModel:
+    if trust_remote_code:
+        from dewey_core.models.remote import RemoteCodeModel
+
+        pooling = pooling or read_json(path / "config.json").get("single_vector_type", "cls_add_mean")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+        return RemoteCodeModel(path, device, dtype, family="dewey", pooling=POOLINGS[pooling],
+                               prompts=Prompts(QUERY_PROMPT, DOCUMENT_PROMPT),
+                               max_length=int(read_json(path / "config.json")
+                                              .get("max_position_embeddings", 8192)))
+    return DeweyModel(path, device, dtype, pooling=pooling)

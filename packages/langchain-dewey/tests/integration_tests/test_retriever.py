@@ -1,0 +1,137 @@
+"""DeweyRetriever: dewey-core ranking over the chunks of a vector store, chunk and document modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from langchain_core.documents import Document
+from langchain_core.stores import InMemoryStore
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
+
+from dewey_core import rank_chunks
+from langchain_dewey import DOC_ID, GLOBAL_EMBEDDING, DeweyRetriever
+
+# Questions a reader of the Python reference might ask, and the topics that answer them.
+QUESTIONS = {
+    "How do I define an anonymous function?": {"lambda"},
+    "How can I exit a loop early?": {"break"},
+    "How do I make a generator function?": {"yield"},
+    "What does the with statement call on entry and exit?": {"with", "context-managers"},
+    "How do I remove a key from a mapping?": {"del", "dict"},
+    "How do I declare that a name refers to a module-level variable?": {"global"},
+    "How do I check a condition while debugging and fail if it is false?": {"assert"},
+    "How do I signal an error?": {"raise", "exceptions"},
+}
+
+
+class OpaqueStore(VectorStore):
+    """A vector store that, like most, returns neither ids nor vectors with its hits."""
+
+    def __init__(self, inner: InMemoryVectorStore) -> None:
+        self.inner = inner
+
+    @property
+    def embeddings(self):
+        return self.inner.embeddings
+
+    def add_texts(self, texts, metadatas=None, **kwargs):
+        return self.inner.add_texts(texts, metadatas, **kwargs)
+
+    def similarity_search(self, query, k=4, **kwargs):
+        return self.similarity_search_by_vector(self.embeddings.embed_query(query), k)
+
+    def similarity_search_by_vector(self, embedding, k=4, **kwargs):
+        hits = self.inner.similarity_search_by_vector(embedding, k)
+        return [Document(page_content=d.page_content, metadata=dict(d.metadata)) for d in hits]
+
+    @classmethod
+    def from_texts(cls, texts, embedding, metadatas=None, **kwargs):
+        raise NotImplementedError
+
+
+def test_end_to_end_documents_answer_the_questions(ingested, corpus):
+    _, store, docstore = ingested
+    retriever = DeweyRetriever(vectorstore=store, docstore=docstore, mode="documents", k=3)
+    texts = {d.metadata["source"]: d.page_content for d in corpus}
+    for question, answers in QUESTIONS.items():
+        hits = retriever.invoke(question)
+        assert len({h.metadata["source"] for h in hits}) == 3
+        assert hits[0].metadata["source"] in answers, (question, [h.metadata["source"] for h in hits])
+        scores = [h.metadata["dewey_score"] for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        for hit in hits:
+            assert hit.page_content == texts[hit.metadata["source"]]
+            start, best = hit.metadata["dewey_best_chunk_start"], hit.metadata["dewey_best_chunk"]
+            assert hit.page_content[start:start + len(best)] == best
+            assert hit.metadata["dewey_best_chunk_id"].startswith(hit.metadata[DOC_ID])
+            assert GLOBAL_EMBEDDING not in hit.metadata
+
+
+def test_chunks_mode_equals_dewey_core_ranking_over_the_whole_store(embeddings, ingested):
+    chunks, store, _ = ingested
+    retriever = DeweyRetriever(vectorstore=store, k=5, fetch_k=len(chunks))
+    question = "How can I exit a loop early?"
+    hits = retriever.invoke(question)
+    query = np.asarray(embeddings.embed_query(question), dtype=np.float32)
+    vectors = np.asarray([store.store[c.id]["vector"] for c in chunks], dtype=np.float32)
+    globals_ = np.asarray([c.metadata[GLOBAL_EMBEDDING] for c in chunks], dtype=np.float32)
+    expected = rank_chunks(query, vectors, [c.metadata[DOC_ID] for c in chunks], globals_, top_k=5)
+    assert [h.id for h in hits] == [chunks[e.index].id for e in expected]
+    for hit, exp in zip(hits, expected, strict=True):
+        assert hit.metadata["dewey_score"] == pytest.approx(exp.score, abs=1e-5)
+        assert hit.metadata["dewey_chunk_score"] == pytest.approx(exp.chunk_score, abs=1e-5)
+        assert hit.metadata["dewey_global_score"] == pytest.approx(exp.global_score, abs=1e-5)
+        assert GLOBAL_EMBEDDING not in hit.metadata
+    # A call-time k overrides the constructor's.
+    assert [h.id for h in retriever.invoke(question, k=2)] == [h.id for h in hits[:2]]
+
+
+def test_fusion_weight_changes_the_scores(ingested):
+    _, store, _ = ingested
+    question = "Which statement does nothing?"
+    plain = DeweyRetriever(vectorstore=store, k=3, fusion_weight=0.0).invoke(question)
+    for hit in plain:
+        assert hit.metadata["dewey_score"] == pytest.approx(hit.metadata["dewey_chunk_score"], abs=1e-6)
+    fused = DeweyRetriever(vectorstore=store, k=3, fusion_weight=0.5).invoke(question)
+    for hit in fused:
+        m = hit.metadata
+        assert m["dewey_score"] == pytest.approx(0.5 * m["dewey_chunk_score"] + 0.5 * m["dewey_global_score"],
+                                                 abs=1e-5)
+
+
+def test_stores_without_ids_or_vectors_use_the_contextual_cache(ingested):
+    _, store, docstore = ingested
+    question = "How do I make a generator function?"
+    direct = DeweyRetriever(vectorstore=store, k=4).invoke(question)
+    opaque = DeweyRetriever(vectorstore=OpaqueStore(store), k=4).invoke(question)
+    assert [h.page_content for h in opaque] == [h.page_content for h in direct]
+    for a, b in zip(opaque, direct, strict=True):
+        assert a.metadata["dewey_score"] == pytest.approx(b.metadata["dewey_score"], abs=1e-5)
+    docs = DeweyRetriever(vectorstore=OpaqueStore(store), docstore=docstore, mode="documents",
+                          k=2).invoke(question)
+    assert docs[0].metadata["source"] == "yield"
+
+
+def test_chunks_from_outside_the_flow_are_their_own_documents(embeddings):
+    store = InMemoryVectorStore(embeddings)
+    store.add_texts(["Saffron is a costly spice.", "Rust has a borrow checker.", "Tea is a drink."])
+    hits = DeweyRetriever(vectorstore=store, k=3).invoke("expensive spice")
+    assert hits[0].page_content == "Saffron is a costly spice."
+    for hit in hits:  # no global vector known: the chunk scores alone
+        assert hit.metadata["dewey_score"] == pytest.approx(hit.metadata["dewey_chunk_score"], abs=1e-6)
+
+
+def test_documents_mode_reports_a_parent_missing_from_the_docstore(ingested):
+    _, store, _ = ingested
+    retriever = DeweyRetriever(vectorstore=store, docstore=InMemoryStore(), mode="documents")
+    with pytest.raises(KeyError, match="is not in the docstore"):
+        retriever.invoke("lambda")
+
+
+def test_wrong_call_arguments(ingested):
+    _, store, _ = ingested
+    retriever = DeweyRetriever(vectorstore=store)
+    with pytest.raises(TypeError, match="k must be a positive int, got 0"):
+        retriever.invoke("lambda", k=0)
+    with pytest.raises(TypeError, match="k must be a positive int, got '3'"):
+        retriever.invoke("lambda", k="3")

@@ -1,0 +1,57 @@
+"""``dewey eval`` on MiniLM with small sizes: Markdown, JSON and real PNG plots."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import matplotlib.image
+import pytest
+
+from dewey_core.cli import main
+
+
+@pytest.fixture(scope="module")
+def report(minilm_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    code = main(["eval", "--out", str(out), "--model", minilm_path, "--device", "cpu",
+                 "--contextual-lengths", "150,400", "--passkey-lengths", "256,512",
+                 "--needle-lengths", "256", "--documents", "4", "--contextual-documents", "4"])
+    return code, out
+
+
+def test_writes_markdown_json_and_plots(report):
+    code, out = report
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    tasks = {s["task"] for s in results["scores"]}
+    assert tasks == {"contextual", "passkey", "needle"}
+    markdown = (out / "results.md").read_text()
+    # Every measured number is in the table, at its row.
+    for s in results["scores"]:
+        prefix = f"| {s['method']} | {s['metric']} |"
+        row = next(line for line in markdown.splitlines() if line.startswith(prefix))
+        assert f"{s['value']:.3f}" in row
+    assert sorted({s["length"] for s in results["scores"] if s["task"] == "passkey"}) == [256, 512]
+    for task in tasks:
+        png = out / f"{task}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        height, width, _ = matplotlib.image.imread(png).shape
+        assert width > 300 and height > 200
+        assert f"]({task}.png)" in markdown
+
+
+def test_plots_differ_by_task(report):
+    _, out = report
+    images = {t: (out / f"{t}.png").read_bytes() for t in ("contextual", "passkey", "needle")}
+    assert len(set(images.values())) == 3
+
+
+def test_task_subset_and_bad_lengths(minilm_path, tmp_path, capsys):
+    assert main(["eval", "--out", str(tmp_path), "--model", minilm_path, "--tasks", "passkey",
+                 "--passkey-lengths", "256", "--documents", "3"]) == 0
+    assert {s["task"] for s in json.loads((tmp_path / "results.json").read_text())["scores"]} == {"passkey"}
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["passkey.png"]
+    with pytest.raises(SystemExit):
+        main(["eval", "--out", str(tmp_path), "--passkey-lengths", "256,lots"])
+    assert re.search(r"comma-separated token counts", capsys.readouterr().err)

@@ -21,6 +21,9 @@ logger = logging.getLogger("llamaindex_dewey")
 GLOBAL_EMBEDDING_KEY = "dewey_global_embedding"
 """Default metadata key under which each node keeps its document's global embedding."""
 
+_CLASS_PATH = "class_path"
+_AMBIGUOUS_CLASS_NAME = "base_component"
+
 
 class DeweyNodeParser(EncoderSettings, NodeParser):
     """Split documents into nodes and fill each ``node.embedding`` with its late-chunked vector.
@@ -85,7 +88,11 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
     # ------------------------------------------------------------------ serialisation
     @field_serializer("splitter")
     def _serialize_splitter(self, splitter: NodeParser | None) -> dict[str, Any] | None:
-        return None if splitter is None else splitter.to_dict()
+        if splitter is None:
+            return None
+        # class_name() is not unique (MarkdownNodeParser and every parser that does not override
+        # it say "base_component"), so the class's import path goes along.
+        return {**splitter.to_dict(), _CLASS_PATH: _class_path(type(splitter))}
 
     @field_validator("splitter", mode="before")
     @classmethod
@@ -210,7 +217,7 @@ def _check_inputs(nodes: Any) -> list[BaseNode]:
 
 def _spans_of(splitter: NodeParser, doc: BaseNode, nodes: list[BaseNode]) -> list[tuple[int, int]]:
     """Character spans of a wrapped splitter's nodes, checked against the document text."""
-    text, name = _text(doc), splitter.class_name()
+    text, name = _text(doc), type(splitter).__name__
     spans = []
     for j, node in enumerate(nodes):
         start, end = getattr(node, "start_char_idx", None), getattr(node, "end_char_idx", None)
@@ -245,22 +252,33 @@ def _id_func_from_dict(value: Any, owner: str) -> Any:
 
 
 def _node_parser_from_dict(data: dict[str, Any]) -> NodeParser:
-    name = data.get("class_name")
-    parser_cls = all_node_parsers.get(name) or _find_subclass(NodeParser, name)
-    if parser_cls is None:
-        raise ValueError(f"unknown splitter class_name {name!r}: import the module that defines it "
-                         "before loading, or pass splitter=... to from_dict")
-    data = {k: v for k, v in data.items() if k != "class_name"}
+    """Rebuild a wrapped splitter from its class path (only among classes already imported: no
+    module is imported from serialised data), else from a unique ``class_name``."""
+    name, path = data.get("class_name"), data.get(_CLASS_PATH)
+    subclasses = _concrete_subclasses(NodeParser)
+    matches = [c for c in subclasses if _class_path(c) == path]
+    if not matches and name != _AMBIGUOUS_CLASS_NAME:
+        matches = [all_node_parsers[name]] if name in all_node_parsers else \
+            [c for c in subclasses if c.class_name() == name]
+    if len(matches) != 1:
+        raise ValueError(f"cannot restore the splitter {path or name!r}: "
+                         + ("its class is not imported" if not matches else
+                            f"{len(matches)} NodeParser classes share class_name {name!r}")
+                         + "; import the module that defines it, or pass splitter=... to from_dict")
+    data = {k: v for k, v in data.items() if k not in ("class_name", _CLASS_PATH)}
     if "id_func" in data:
         data["id_func"] = _id_func_from_dict(data["id_func"], f"splitter {name}")
-    return parser_cls(**data)
+    return matches[0](**data)
 
 
-def _find_subclass(base: type, name: Any) -> type | None:
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _concrete_subclasses(base: type) -> list[type]:
+    found: list[type] = []
     for sub in base.__subclasses__():
-        if sub.class_name() == name and not getattr(sub, "__abstractmethods__", None):
-            return sub
-        found = _find_subclass(sub, name)
-        if found is not None:
-            return found
-    return None
+        if not getattr(sub, "__abstractmethods__", None):
+            found.append(sub)
+        found.extend(c for c in _concrete_subclasses(sub) if c not in found)
+    return found

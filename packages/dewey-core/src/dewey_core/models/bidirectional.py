@@ -7,6 +7,7 @@ per-layer-type dict, so it never builds its causal one (SDPA and eager read that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from dewey_core.models.checkpoint import build_module, packed_block_mask
 from dewey_core.runtime import Batch
+from dewey_core.tokenization import TextTokenizer, TokenizedText
 
 _NOT_MODEL_CONFIG = ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype")
 
@@ -51,3 +53,17 @@ def bidirectional_forward(model: Qwen2Model, batch: Batch,
     out = model(inputs_embeds=inputs_embeds, attention_mask={"full_attention": mask},
                 position_ids=batch.position_ids, use_cache=False, **batch.flash_kwargs)
     return out.last_hidden_state
+
+
+class QwenTextTokenizer(TextTokenizer):
+    """Qwen2 tokenizers add no special tokens, so an empty text with no prompt would be an
+    empty sequence: it is encoded as the end-of-text token alone (a prompt-like token that
+    belongs to no chunk), which keeps "every text gets a vector" true."""
+
+    def tokenize(self, texts: Sequence[str], prompt: str = "") -> list[TokenizedText]:
+        out = super().tokenize(texts, prompt)
+        if self.num_special:
+            return out
+        filler = self.hf.eos_token_id if self.hf.eos_token_id is not None else self.pad_id
+        return [TokenizedText((filler,), (), (), ()) if not t.prompt_ids and not len(t) else t
+                for t in out]

@@ -37,7 +37,12 @@ from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from dewey_core.devices import attention_implementation
 from dewey_core.models.base import EncoderModel, Prompts
-from dewey_core.models.bidirectional import bidirectional_forward, build_qwen2, qwen2_config
+from dewey_core.models.bidirectional import (
+    QwenTextTokenizer,
+    bidirectional_forward,
+    build_qwen2,
+    qwen2_config,
+)
 from dewey_core.models.checkpoint import (
     CheckpointKeyError,
     build_module,
@@ -53,7 +58,6 @@ from dewey_core.models.sentence_transformers import read_prompts
 from dewey_core.models.stella import select_head
 from dewey_core.pooling import Layout
 from dewey_core.runtime import Batch
-from dewey_core.tokenization import TextTokenizer
 
 S2P_QUERY = "Instruct: Given a web search query, retrieve relevant passages that answer the query.\nQuery: "
 S2S_QUERY = "Instruct: Retrieve semantically similar text.\nQuery: "
@@ -119,7 +123,7 @@ class JasperModel(EncoderModel):
             raise ValueError(f"{path}: no vector_linear_{default} head; heads: {list(self.head_dims)}")
         self.dimension = default
         self.pooling = "mean"
-        self.tokenizer = TextTokenizer(load_tokenizer(path))
+        self.tokenizer = QwenTextTokenizer(load_tokenizer(path))
         self.image_ids = self._image_token_ids(raw)
         self.preprocess = ImagePreprocessor.from_config(read_json(path / "preprocessor_config.json"))
         prompts = read_prompts(path)

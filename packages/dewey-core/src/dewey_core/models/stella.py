@@ -26,11 +26,15 @@ import torch
 
 from dewey_core.devices import attention_implementation
 from dewey_core.models.base import EncoderModel
-from dewey_core.models.bidirectional import bidirectional_forward, build_qwen2, qwen2_config
+from dewey_core.models.bidirectional import (
+    QwenTextTokenizer,
+    bidirectional_forward,
+    build_qwen2,
+    qwen2_config,
+)
 from dewey_core.models.checkpoint import load_tokenizer, read_json, read_state, refuse_leftovers, take_prefix
 from dewey_core.models.sentence_transformers import load_dense, read_modules, read_pooling, read_prompts
 from dewey_core.runtime import Batch
-from dewey_core.tokenization import TextTokenizer
 
 _DENSE_DIR = re.compile(r"^2_Dense(_\d+)?$")
 DEFAULT_MAX_LENGTH = 512
@@ -81,7 +85,7 @@ class StellaModel(EncoderModel):
             self.pooling, include_prompt = read_pooling(path / "1_Pooling")
         if self.pooling == "mean" and not include_prompt:
             self.pooling = "mean_no_prompt"
-        self.tokenizer = TextTokenizer(load_tokenizer(path))
+        self.tokenizer = QwenTextTokenizer(load_tokenizer(path))
         self.prompts = read_prompts(path)
         bert_cfg = path / "sentence_bert_config.json"
         seq = read_json(bert_cfg).get("max_seq_length") if bert_cfg.is_file() else None

@@ -27,11 +27,13 @@ def test_writes_markdown_json_and_plots(report):
     tasks = {s["task"] for s in results["scores"]}
     assert tasks == {"contextual", "passkey", "needle"}
     markdown = (out / "results.md").read_text()
-    # Every measured number is in the table, at its row.
+    # Every measured number is in its task's table, at its row and length column.
     for s in results["scores"]:
-        prefix = f"| {s['method']} | {s['metric']} |"
-        row = next(line for line in markdown.splitlines() if line.startswith(prefix))
-        assert f"{s['value']:.3f}" in row
+        section = markdown.split(f"### {s['task']}\n")[1].split("### ")[0]
+        _header, *rows = [line for line in section.splitlines() if line.startswith("|")]
+        lengths = sorted({x["length"] for x in results["scores"] if x["task"] == s["task"]})
+        row = next(r for r in rows if r.startswith(f"| {s['method']} | {s['metric']} |"))
+        assert row.split(" | ")[2 + lengths.index(s["length"])].strip(" |") == f"{s['value']:.3f}"
     assert sorted({s["length"] for s in results["scores"] if s["task"] == "passkey"}) == [256, 512]
     for task in tasks:
         png = out / f"{task}.png"

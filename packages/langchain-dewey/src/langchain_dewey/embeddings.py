@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -197,24 +196,16 @@ class JasperEmbeddings(DeweyEmbeddings):
     model: str = DEFAULT_JASPER_MODEL
     """A local Jasper directory or Hugging Face id."""
 
-    def _image_encoder(self) -> DeweyEncoder:
-        encoder = self.encoder
-        if not getattr(encoder, "supports_images", False):
-            raise ValueError(f"model {self.model!r} does not embed images; JasperEmbeddings "
-                             "needs a Jasper checkpoint")
-        return encoder
-
     def embed_images(self, images: Sequence[ImageInput]) -> list[list[float]]:
-        """Embed images (PIL images, file paths or bytes), in input order."""
+        """Embed images (PIL images, file paths or bytes), in input order.
+
+        A text-only model raises ``TypeError``; a missing or unreadable file raises an error
+        naming its index.
+        """
         images = check_images(images, "embed_images")
-        for i, image in enumerate(images):
-            if isinstance(image, (str, os.PathLike)) and not Path(image).is_file():
-                raise FileNotFoundError(f"embed_images(): images[{i}] {os.fspath(image)!r} "
-                                        "is not a file")
         if not images:
             return []
-        vectors = self._image_encoder().encode_images(images, self.dim,
-                                                      show_progress=self.show_progress)
+        vectors = self.encoder.encode_images(images, self.dim, show_progress=self.show_progress)
         return [v.tolist() for v in vectors]
 
     def embed_image(self, image: ImageInput) -> list[float]:

@@ -39,7 +39,7 @@ QUERY_PROMPTS = {"s2p_query": S2P_QUERY, "s2s_query": S2S_QUERY}
 
 
 def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
-    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(path))
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
 
 
 def _seeded(seed: int):
@@ -57,12 +57,28 @@ def _qwen2_fields(vocab_size: int) -> dict:
             "vocab_size": vocab_size, "bos_token_id": 0, "eos_token_id": 0}
 
 
+#: dewey_en_beta's released sizes (for ``released_size=True``: benchmarks on random weights).
+DEWEY_RELEASED = {"hidden_size": 1024, "intermediate_size": 2624, "num_hidden_layers": 28,
+                  "num_attention_heads": 16, "local_attention": 128, "max_position_embeddings": 131072,
+                  "vocab_size": 50370, "vector_size": 2048}
+#: Qwen2-1.5B sizes shared by Jasper's text model and Stella 1.5B.
+QWEN2_1_5B = {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+              "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 131072,
+              "max_window_layers": 21, "vocab_size": 151649}
+
+
+def _init_context(init_device: str):
+    return torch.device(init_device)
+
+
 def tiny_dewey(directory: str | os.PathLike, *, head_prefix: str = "vector_linear",
-               backbone_prefix: str = "model.", seed: int = 0) -> Path:
+               backbone_prefix: str = "model.", seed: int = 0, released_size: bool = False,
+               init_device: str = "cpu", dtype: torch.dtype = torch.float32) -> Path:
     """dewey_en_beta's layout (ModernBERT, 3 layers of width 32, local window 8, 64-d head).
 
     The released head's key name is not published: ``head_prefix`` and ``backbone_prefix``
-    let tests cover the layouts the loader accepts.
+    let tests cover the layouts the loader accepts. ``released_size=True`` writes the real
+    sizes (395M parameters, random weights; tokenizer still tiny) for benchmarks.
     """
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -80,13 +96,16 @@ def tiny_dewey(directory: str | os.PathLike, *, head_prefix: str = "vector_linea
         "torch_dtype": "float32", "transformers_version": "4.49.0", "tie_word_embeddings": False,
         "vector_size": 64, "single_vector_type": "cls_add_mean",
     }
+    if released_size:
+        config.update(DEWEY_RELEASED)
     write_json(path / "config.json", config)
     rng = _seeded(seed)
     try:
         fields = {k: v for k, v in config.items()
                   if k not in ("architectures", "auto_map", "vector_size", "single_vector_type")}
-        backbone = ModernBertModel(ModernBertConfig(**fields))
-        head = torch.nn.Linear(32, 64)
+        with _init_context(init_device):
+            backbone = ModernBertModel(ModernBertConfig(**fields)).to(dtype)
+            head = torch.nn.Linear(config["hidden_size"], config["vector_size"]).to(dtype)
     finally:
         rng.__exit__(None, None, None)
     state = {backbone_prefix + k: v for k, v in backbone.state_dict().items()}
@@ -143,9 +162,13 @@ def tiny_jasper(directory: str | os.PathLike, *, vision_prefix: str = "vision_mo
 
 
 def tiny_stella(directory: str | os.PathLike, *, head_dims: tuple[int, ...] = (16, 32, 64, 128),
-                default_dim: int = 64, seed: int = 0) -> Path:
+                default_dim: int = 64, seed: int = 0, released_size: bool = False,
+                init_device: str = "cpu", dtype: torch.dtype = torch.float32) -> Path:
     """stella_en_1.5B_v5's layout: Qwen2 weights at the top level, ``1_Pooling`` (mean),
-    ``2_Dense_{dim}`` sentence-transformers Dense heads, ``modules.json`` naming the default."""
+    ``2_Dense_{dim}`` sentence-transformers Dense heads, ``modules.json`` naming the default.
+
+    ``released_size=True`` writes Qwen2-1.5B sizes (Stella's and Jasper's text model) with
+    random weights, for benchmarks."""
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     tok = qwen_tokenizer(path, [])
@@ -154,6 +177,9 @@ def tiny_stella(directory: str | os.PathLike, *, head_dims: tuple[int, ...] = (1
               "auto_map": {"AutoModel": "modeling_qwen.Qwen2Model",
                            "AutoModelForCausalLM": "modeling_qwen.Qwen2ForCausalLM"},
               "torch_dtype": "float32", "transformers_version": "4.42.3"}
+    if released_size:
+        config.update(QWEN2_1_5B)
+    hidden = config["hidden_size"]
     write_json(path / "config.json", config)
     _sentence_transformers_files(path, max_seq_length=512)
     write_json(path / "modules.json", [
@@ -163,20 +189,22 @@ def tiny_stella(directory: str | os.PathLike, *, head_dims: tuple[int, ...] = (1
          "type": "sentence_transformers.models.Dense"}])
     (path / "1_Pooling").mkdir(exist_ok=True)
     write_json(path / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+        "word_embedding_dimension": hidden, "pooling_mode_cls_token": False,
         "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
         "pooling_mode_mean_sqrt_len_tokens": False})
     rng = _seeded(seed)
     try:
-        qwen = Qwen2Model(Qwen2Config(**{k: v for k, v in config.items() if k != "auto_map"}))
-        heads = {d: torch.nn.Linear(32, d) for d in head_dims}
+        with _init_context(init_device):
+            qwen = Qwen2Model(Qwen2Config(**{k: v for k, v in config.items() if k != "auto_map"}))
+            qwen = qwen.to(dtype)
+            heads = {d: torch.nn.Linear(hidden, d).to(dtype) for d in head_dims}
     finally:
         rng.__exit__(None, None, None)
     save_state(path / "model.safetensors", qwen.state_dict())
     for d, head in heads.items():
         folder = path / f"2_Dense_{d}"
         folder.mkdir(exist_ok=True)
-        write_json(folder / "config.json", {"in_features": 32, "out_features": d, "bias": True,
+        write_json(folder / "config.json", {"in_features": hidden, "out_features": d, "bias": True,
                                             "activation_function": "torch.nn.modules.linear.Identity"})
         save_state(folder / "model.safetensors", {f"linear.{k}": v for k, v in head.state_dict().items()})
     return path

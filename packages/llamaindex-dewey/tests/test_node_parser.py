@@ -331,3 +331,28 @@ def test_pipeline_docstore_skips_unchanged_documents(minilm_path, model_calls):
     assert model_calls["late_chunk"] == 1
     changed = pipeline.run(documents=[Document(text="Pepper is a hot spice.", id_="p")])
     assert [n.ref_doc_id for n in changed] == ["p"] and model_calls["late_chunk"] == 2
+
+
+# ---------------------------------------------------------------------- the dewey_en_beta family
+@pytest.fixture(scope="module")
+def tiny_dewey(tmp_path_factory):
+    testing = pytest.importorskip("dewey_core.testing")
+    return str(testing.tiny_dewey(tmp_path_factory.mktemp("dewey")))
+
+
+def test_dewey_family_checkpoint_through_parser_and_embedding(tiny_dewey):
+    from dewey_core import DeweyEncoder
+    from llamaindex_dewey import DeweyEmbedding
+
+    encoder = DeweyEncoder.from_pretrained(tiny_dewey, device="cpu")
+    parser = DeweyNodeParser(model_name=tiny_dewey, device="cpu", chunk_size=8)
+    nodes = parser.get_nodes_from_documents([Document(text=GOLDEN_TEXT)])
+    expected = encoder.late_chunk([GOLDEN_TEXT], chunk_size=8)[0]
+    assert [(n.start_char_idx, n.end_char_idx) for n in nodes] == [(c.start, c.end) for c in expected.chunks]
+    assert all(close(n.embedding, c.embedding) for n, c in zip(nodes, expected.chunks, strict=True))
+    assert close(nodes[0].metadata[GLOBAL_EMBEDDING_KEY], expected.global_embedding)
+    embed = DeweyEmbedding(model_name=tiny_dewey, device="cpu")
+    # The family's own instruction prompts apply to queries and documents.
+    assert close(embed.get_query_embedding("spice"), encoder.encode_queries(["spice"])[0])
+    assert close(embed.get_text_embedding("spice"), encoder.encode_documents(["spice"])[0])
+    assert not close(embed.get_query_embedding("spice"), embed.get_text_embedding("spice"))

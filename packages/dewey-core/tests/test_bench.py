@@ -1,0 +1,128 @@
+"""The benchmark code on tiny inputs: structure and bookkeeping, never speed."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from dewey_core import bench
+from dewey_core.cli import main
+from dewey_core.commands import bench as command
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def models(minilm, minilm_path):
+    bench.quiet()
+    return bench.Models(minilm, bench.load_sentence_transformer(minilm_path, minilm))
+
+
+def test_corpora_are_deterministic_and_varied(minilm):
+    passages = bench.mixed_passages(40)
+    assert passages == bench.mixed_passages(40) and passages != bench.mixed_passages(40, seed=1)
+    words = [len(p.split()) for p in passages]
+    assert min(words) >= 8 and max(words) <= 400 and max(words) > 4 * min(words)
+    docs = bench.long_documents(3, max_words=200)
+    assert len(docs) == 3 and all(len(d.split()) == 200 for d in docs)
+    sliced = bench.documents_of_length(minilm.tokenizer, 100, 3)
+    assert len(set(sliced)) == 3
+    assert all(abs(n - 100) <= 2 for n in minilm.count_tokens(sliced))
+    with pytest.raises(ValueError, match="topics"):
+        bench.long_documents(500)
+
+
+def test_encoding_comparison_counts_the_same_tokens(models):
+    passages = bench.mixed_passages(8, max_words=300)
+    c = bench.bench_encoding(models, passages, rounds=2, batch_size=4)
+    assert [t.method for t in c.timings] == [bench.ST, bench.DEWEY]
+    tokens = bench.processed_tokens(models.dewey, passages)
+    for t in c.timings:
+        assert len(t.seconds) == 2 and all(s > 0 for s in t.seconds)
+        assert (t.items, t.outputs, t.tokens) == (8, 8, tokens)
+        assert t.tokens_per_second == pytest.approx(tokens / statistics.median(t.seconds))
+        # Every real token is run at least once; padding only adds.
+        assert t.computed >= tokens
+    # Truncation: no passage can exceed the 256-token window.
+    assert tokens <= 8 * models.dewey.max_length
+    ratio = c.ratio(bench.DEWEY, bench.ST)
+    assert ratio == pytest.approx(c.timing(bench.ST).median_seconds / c.timing(bench.DEWEY).median_seconds)
+    assert ratio == pytest.approx(c.timing(bench.DEWEY).tokens_per_second / c.timing(bench.ST).tokens_per_second)
+
+
+def test_late_chunking_comparison_runs_every_method_on_the_same_chunks(models):
+    docs = bench.long_documents(2, max_words=220)
+    c = bench.bench_late_chunking(models, docs, chunk_size=64, rounds=1)
+    assert [t.method for t in c.timings] == list(bench.LATE_METHODS)
+    tokens = sum(models.dewey.count_tokens(docs))
+    assert {t.tokens for t in c.timings} == {tokens}
+    n_chunks = sum(len(d) for d in bench.chunk_texts(models.dewey, docs, 64))
+    # dewey-core and the per-chunk baseline embed the very same spans; chonkie cuts its own.
+    assert c.timing(bench.DEWEY_LATE).outputs == c.timing(bench.ST_PER_CHUNK).outputs == n_chunks
+    assert c.timing(bench.CHONKIE).outputs > 0
+    # ~290-token documents need two windows; the carried context costs extra positions.
+    assert c.timing(bench.DEWEY_LATE).computed > c.timing(bench.DEWEY_LATE_PLAIN).computed
+    with pytest.raises(ValueError, match="unknown late-chunking methods"):
+        bench.bench_late_chunking(models, docs, methods=("nope",))
+
+
+def test_scaling_point_in_a_fresh_process_reports_its_own_memory(models, minilm_path):
+    points = bench.bench_scaling(models, minilm_path, [96], tokens_per_point=192,
+                                 methods=[bench.DEWEY_LATE], chunk_size=32)
+    [p] = points
+    assert (p.method, p.length, p.documents) == (bench.DEWEY_LATE, 96, 2)
+    assert abs(p.tokens - 192) <= 4 and p.seconds > 0
+    assert p.device_peak_mib is None
+    if p.peak_rss_mib is not None:  # Linux and macOS
+        assert p.peak_rss_mib >= p.loaded_rss_mib > 50  # the model alone is ~90 MB of weights
+
+
+def test_dewey_bench_writes_report_rendered_from_measurements(tmp_path, minilm_path, monkeypatch):
+    out = tmp_path / "report"
+    monkeypatch.setattr(command, "_default_model", lambda: minilm_path)
+    rc = main(["bench", "--out", str(out), "--passages", "4", "--documents", "1", "--max-words", "100",
+               "--rounds", "1", "--methods", "dewey,st", "--lengths", "32,64", "--tokens-per-point", "64",
+               "--chunk-size", "32", "--no-isolate"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "results.json", "results.md",
+                                                    "scaling.png"]
+    for name in ("comparison.png", "scaling.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+    saved = json.loads((out / "results.json").read_text())
+    assert [c["name"] for c in saved["comparisons"]] == [bench.ENCODING, bench.LATE_CHUNKING]
+    report = (out / "results.md").read_text()
+    assert "--passages 4" in saved["settings"]["command"] and saved["settings"]["command"] in report
+    encoding = saved["comparisons"][0]["timings"]
+    measured = {t["method"]: t["median_seconds"] for t in encoding}
+    ratio = measured[bench.ST] / measured[bench.DEWEY]
+    assert f"**{ratio:.2f}x**" in report
+    for t in encoding:
+        assert f"| {t['method']} | {t['median_seconds']:.2f} |" in report
+    assert {p["length"] for p in saved["scaling"]} == {32, 64}
+    assert {p["method"] for p in saved["scaling"]} == {bench.DEWEY_LATE, bench.ST_PER_CHUNK}
+
+
+def test_plots_show_the_measured_numbers():
+    points = [bench.ScalingPoint(m, n, 1, n, n / speed, 500.0 + n / 100, 400.0)
+              for m, speed in ((bench.DEWEY_LATE, 3000.0), (bench.CHONKIE, 1000.0)) for n in (512, 256)]
+    fig = command.scaling_figure(points)
+    speed, memory = fig.axes
+    lines = {line.get_label(): line for line in speed.lines}
+    assert list(lines[bench.DEWEY_LATE].get_xdata()) == [256, 512]
+    assert list(lines[bench.DEWEY_LATE].get_ydata()) == pytest.approx([3000.0, 3000.0])
+    assert list(lines[bench.CHONKIE].get_ydata()) == pytest.approx([1000.0, 1000.0])
+    assert [list(line.get_ydata()) for line in memory.lines][0] == pytest.approx([502.56, 505.12])
+    timing = bench.Timing(bench.DEWEY, (2.0, 1.0, 4.0), 10, 1000, 10)
+    bars = command.comparison_figure([bench.Comparison(bench.ENCODING, "c", (timing,))]).axes[0].patches
+    assert [b.get_width() for b in bars] == pytest.approx([500.0])
+
+
+def test_bad_options_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--parts", "encoding,nope"])
+    assert "nope" in capsys.readouterr().err
+    assert main(["bench", "--out", str(tmp_path), "--rounds", "0", "--model", "x"]) == 2
+    assert "--rounds must be >= 1" in capsys.readouterr().err

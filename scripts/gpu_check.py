@@ -57,20 +57,39 @@ def throughput(path: Path, texts: list[str], label: str, lines: list[str]) -> No
     lines.append(f"| {label} | packed vs padded, min cosine (bf16) | | | | {cos:.6f} | |")
 
 
-def long_document(path: Path, n_tokens: int, lines: list[str]) -> None:
-    enc = DeweyEncoder.from_pretrained(path, device="cuda")
+def long_document(path: Path, n_tokens: int, lines: list[str], attention: str | None = None) -> None:
+    enc = DeweyEncoder.from_pretrained(path, device="cuda", attention=attention)
     text = text_of(enc, n_tokens, random.Random(n_tokens))
     actual = enc.count_tokens([text])[0]
     try:
         enc.late_chunk([text[:2000]], chunk_size=256)  # warm-up
         docs, seconds, peak = timed(lambda: enc.late_chunk([text], chunk_size=256))
         lines.append(f"| {actual:,} | {docs[0].num_windows} | {len(docs[0].chunks)} | {seconds:.2f} "
-                     f"| {peak:.1f} | {enc.model.packing} | ok |")
+                     f"| {peak:.1f} | {attention or enc.model.packing} | ok |")
     except torch.cuda.OutOfMemoryError as exc:
-        lines.append(f"| {actual:,} | | | | | {enc.model.packing} | CUDA out of memory: "
+        lines.append(f"| {actual:,} | | | | | {attention or enc.model.packing} | CUDA out of memory: "
                      f"{str(exc).splitlines()[0][:120]} |")
+    except Exception as exc:
+        lines.append(f"| {actual:,} | | | | | {attention or enc.model.packing} | "
+                     f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''} |")
     finally:
         torch.cuda.empty_cache()
+
+
+def attention_agreement(path: Path, rng: random.Random) -> float:
+    """Late-chunk one 32K-token document with the default attention and with flex attention."""
+    out = []
+    for attention in (None, "flex_attention"):
+        enc = DeweyEncoder.from_pretrained(path, device="cuda", attention=attention)
+        text = text_of(enc, 32_768, random.Random(7))
+        try:
+            out.append(enc.late_chunk([text], chunk_size=256)[0].chunk_embeddings)
+        except Exception:
+            return float("nan")
+        finally:
+            clear_model_cache()
+            torch.cuda.empty_cache()
+    return float((out[0] * out[1]).sum(1).min())
 
 
 def main() -> int:
@@ -79,6 +98,7 @@ def main() -> int:
     parser.add_argument("--flash-note", default="")
     parser.add_argument("--tests-log", default=None)
     parser.add_argument("--tests-status", default=None)
+    parser.add_argument("--long-only", action="store_true", help="only the long-document section")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check needs a CUDA GPU")
@@ -106,7 +126,8 @@ def main() -> int:
                   "| model | batches | texts | tokens | seconds | tokens/s | peak GiB |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         mixed = [text_of(probe, int(n), rng) for n in np.clip(rng_lengths(rng, 2000, 300), 16, 2000)]
-        throughput(dewey, mixed, "dewey_en_beta size (395M), mixed 16-2000 tokens", lines)
+        if not args.long_only:
+            throughput(dewey, mixed, "dewey_en_beta size (395M), mixed 16-2000 tokens", lines)
         clear_model_cache()
         torch.cuda.empty_cache()
 
@@ -116,20 +137,33 @@ def main() -> int:
         for n in (32_768, 131_000):
             long_document(dewey, n, lines)
         clear_model_cache()
+        torch.cuda.empty_cache()
+        for n in (32_768, 131_000):
+            long_document(dewey, n, lines, attention="flex_attention")
+        lines.append("")
+        lines.append(f"flex vs default attention, 32K-token document, min chunk cosine: "
+                     f"{attention_agreement(dewey, rng):.6f}")
+        clear_model_cache()
         del probe
         torch.cuda.empty_cache()
 
         qwen = tiny_stella(Path(tmp) / "qwen", released_size=True, head_dims=(1024,),
                            default_dim=1024, init_device="cuda", dtype=torch.bfloat16)
+        if args.long_only:
+            return write(lines, args.out)
         probe = DeweyEncoder.from_pretrained(qwen, device="cuda")
         short = [text_of(probe, int(n), rng) for n in np.clip(rng_lengths(rng, 4000, 40), 8, 128)]
         lines += ["", "## Jasper-sized text model (bidirectional Qwen2-1.5B, random weights), short texts",
                   "", "| model | batches | texts | tokens | seconds | tokens/s | peak GiB |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
         throughput(qwen, short, "Qwen2-1.5B, 8-128 tokens", lines)
+    return write(lines, args.out)
+
+
+def write(lines: list[str], out: str) -> int:
     report = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(report)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(report)
     print(report)
     return 0
 

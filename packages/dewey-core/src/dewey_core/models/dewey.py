@@ -7,6 +7,10 @@ backbone whose weight is ``(vector_size, hidden_size)``. Its name and whether
 ``cls_add_mean`` adds the two vectors before the head are not published (the authors' code
 was not available); every other key is refused by name.
 
+Attention (``attention=`` at load): flash-attention 2 when installed on CUDA (packed,
+padding-free batches), else SDPA; ``"flex_attention"`` keeps memory linear in length for very
+long documents on GPUs without flash-attn (no packed batches).
+
 Pooling (``pooling=`` at load, default ``single_vector_type``): ``cls`` (first token),
 ``mean`` (content tokens: no CLS, SEP or prompt token), ``cls_add_mean`` (their sum). Chunk
 vectors of late chunking are token means through the same head.
@@ -53,6 +57,7 @@ POOLINGS = {"cls": "cls", "mean": "content_mean", "cls_add_mean": "cls_add_mean"
 _NOT_MODEL_CONFIG = ("architectures", "auto_map", "vector_size", "single_vector_type",
                      "transformers_version", "torch_dtype", "dtype")
 #: ModernBERT masked-LM head weights: known, unused for embeddings.
+ATTENTIONS = ("flash_attention_2", "flex_attention", "sdpa", "eager")
 _MLM_KEYS = ("head.dense.weight", "head.norm.weight", "head.norm.bias", "decoder.weight",
              "decoder.bias")
 
@@ -68,15 +73,19 @@ class DeweyModel(EncoderModel):
     family = "dewey"
 
     def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
-                 pooling: str | None = None) -> None:
+                 pooling: str | None = None, attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         raw = read_json(path / "config.json")
         pooling = pooling or raw.get("single_vector_type", "cls_add_mean")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
         self.pooling_name, self.pooling = pooling, POOLINGS[pooling]
-        attn = attention_implementation(device)
-        self.packing = "flash" if attn == "flash_attention_2" else "mask"
+        # flex_attention builds block-sparse masks (memory linear in length): the way to a
+        # 128K-token document on a GPU without flash-attn. Packed batches need flash or SDPA.
+        attn = attention or attention_implementation(device)
+        if attn not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attn!r}")
+        self.packing = {"flash_attention_2": "flash", "sdpa": "mask"}.get(attn, "none")
         config = ModernBertConfig(**{k: v for k, v in raw.items() if k not in _NOT_MODEL_CONFIG},
                                   attn_implementation=attn)
         self.hidden_size = config.hidden_size
@@ -130,7 +139,7 @@ _BACKBONE_ROOTS = ("embeddings", "layers", "final_norm")
 
 
 def load(path: Path, device: torch.device, dtype: torch.dtype, *, pooling: str | None = None,
-         trust_remote_code: bool = False) -> EncoderModel:
+         attention: str | None = None, trust_remote_code: bool = False) -> EncoderModel:
     if trust_remote_code:
         from dewey_core.models.remote import RemoteCodeModel
 
@@ -141,4 +150,4 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *, pooling: str |
                                prompts=Prompts(QUERY_PROMPT, DOCUMENT_PROMPT),
                                max_length=int(read_json(path / "config.json")
                                               .get("max_position_embeddings", 8192)))
-    return DeweyModel(path, device, dtype, pooling=pooling)
+    return DeweyModel(path, device, dtype, pooling=pooling, attention=attention)

@@ -49,7 +49,8 @@ def test_encoding_comparison_counts_the_same_tokens(models):
     assert tokens <= 8 * models.dewey.max_length
     ratio = c.ratio(bench.DEWEY, bench.ST)
     assert ratio == pytest.approx(c.timing(bench.ST).median_seconds / c.timing(bench.DEWEY).median_seconds)
-    assert ratio == pytest.approx(c.timing(bench.DEWEY).tokens_per_second / c.timing(bench.ST).tokens_per_second)
+    speeds = {t.method: t.tokens_per_second for t in c.timings}
+    assert ratio == pytest.approx(speeds[bench.DEWEY] / speeds[bench.ST])
 
 
 def test_late_chunking_comparison_runs_every_method_on_the_same_chunks(models):
@@ -62,8 +63,9 @@ def test_late_chunking_comparison_runs_every_method_on_the_same_chunks(models):
     # dewey-core and the per-chunk baseline embed the very same spans; chonkie cuts its own.
     assert c.timing(bench.DEWEY_LATE).outputs == c.timing(bench.ST_PER_CHUNK).outputs == n_chunks
     assert c.timing(bench.CHONKIE).outputs > 0
-    # ~290-token documents need two windows; the carried context costs extra positions.
-    assert c.timing(bench.DEWEY_LATE).computed > c.timing(bench.DEWEY_LATE_PLAIN).computed
+    # The carried context never saves positions; every method runs each token at least once.
+    assert c.timing(bench.DEWEY_LATE).computed >= c.timing(bench.DEWEY_LATE_PLAIN).computed
+    assert all(t.computed >= tokens for t in c.timings)
     with pytest.raises(ValueError, match="unknown late-chunking methods"):
         bench.bench_late_chunking(models, docs, methods=("nope",))
 
@@ -114,7 +116,8 @@ def test_plots_show_the_measured_numbers():
     assert list(lines[bench.DEWEY_LATE].get_xdata()) == [256, 512]
     assert list(lines[bench.DEWEY_LATE].get_ydata()) == pytest.approx([3000.0, 3000.0])
     assert list(lines[bench.CHONKIE].get_ydata()) == pytest.approx([1000.0, 1000.0])
-    assert [list(line.get_ydata()) for line in memory.lines][0] == pytest.approx([502.56, 505.12])
+    memory_lines = {line.get_label(): line for line in memory.lines}
+    assert list(memory_lines[bench.DEWEY_LATE].get_ydata()) == pytest.approx([502.56, 505.12])
     timing = bench.Timing(bench.DEWEY, (2.0, 1.0, 4.0), 10, 1000, 10)
     bars = command.comparison_figure([bench.Comparison(bench.ENCODING, "c", (timing,))]).axes[0].patches
     assert [b.get_width() for b in bars] == pytest.approx([500.0])

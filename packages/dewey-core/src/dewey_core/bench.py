@@ -270,7 +270,9 @@ def chonkie_chunker(st, chunk_size: int):
     from chonkie import LateChunker
     from chonkie.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
-    return LateChunker(SentenceTransformerEmbeddings(st), chunk_size=chunk_size)
+    with warnings.catch_warnings():  # chonkie calls a renamed sentence-transformers method
+        warnings.simplefilter("ignore", FutureWarning)
+        return LateChunker(SentenceTransformerEmbeddings(st), chunk_size=chunk_size)
 
 
 # ---------------------------------------------------------------------------- timing

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     seconds = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    model = Path(args.model).name if Path(args.model).exists() else args.model
+    # A local path is named by its last two parts (a package's folder is often just "model").
+    model = "/".join(Path(args.model).parts[-2:]) if Path(args.model).exists() else args.model
     plots = plot_scores(scores, args.out, model=model)
     header = (f"Model `{model}`, device {encoder.model.device}, seed {config.seed}, "
               f"{config.num_documents} documents per passkey/needle length, "

@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 
 from dewey_core import DeweyEncoder
-from dewey_core.models.checkpoint import packed_block_mask
-from dewey_core.runtime import _packed_batch, _padded_batch, split_states
+from dewey_core.runtime import _packed_batch, _padded_batch, packed_block_mask, split_states
 from dewey_core.testing import tiny_dewey, tiny_jasper, tiny_stella
 
 # Mixed lengths, several longer than dewey's local attention window (8 tokens in the tiny model).

@@ -53,6 +53,9 @@ def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_ove
                        default=end)
             if _break_score(text, tok, best) > _NONE:
                 end = best
+        # Byte-level BPE splits one character into tokens sharing a start: never cut between them.
+        while start + 1 < end < n and tok.starts[end] == tok.starts[end - 1]:
+            end -= 1
         ranges.append((start, end))
         if end == n:
             break

@@ -263,11 +263,16 @@ def _truncated(tok: TokenizedText, room: int) -> TokenizedText:
 
 
 class _DocumentPooler:
-    """Accumulates, per document, chunk token-state sums and the global vector across windows."""
+    """Accumulates, per document, chunk token-state sums and the global vector across windows.
+
+    Sums stay on the model's device; each window touches only the chunks it overlaps, so a
+    long document costs O(windows + chunks), not O(windows x chunks).
+    """
 
     def __init__(self, mode: str, toks: list[TokenizedText], ranges: list[list[tuple[int, int]]],
                  windows: list[Window]) -> None:
-        self.mode, self.toks, self.ranges, self.windows = mode, toks, ranges, windows
+        self.mode, self.toks, self.windows = mode, toks, windows
+        self.bounds = [np.asarray(r, dtype=np.int64).reshape(-1, 2) for r in ranges]
         n_docs = len(toks)
         self.windows_per_doc = [0] * n_docs
         for w in windows:
@@ -281,22 +286,27 @@ class _DocumentPooler:
     def consume(self, index: int, states: torch.Tensor) -> None:
         w = self.windows[index]
         d, (k0, k1) = w.doc, w.kept
-        # Chunk token ranges clipped to this window's kept tokens, as window positions.
-        pieces = [(max(a, k0), min(b, k1)) for a, b in self.ranges[d]]
-        local = [(w.layout.kept_start + a - k0, w.layout.kept_start + b - k0) if a < b
-                 else (0, 0) for a, b in pieces]
-        sums = segment_sums(states, local).cpu()
-        self.chunk_sums[d] = sums if self.chunk_sums[d] is None else self.chunk_sums[d] + sums
+        starts, ends = self.bounds[d][:, 0], self.bounds[d][:, 1]
+        hit = np.flatnonzero((starts < k1) & (ends > k0))
+        if hit.size:
+            # Chunk token ranges clipped to this window's kept tokens, as window positions.
+            shift = w.layout.kept_start - k0
+            local = [(int(max(starts[j], k0)) + shift, int(min(ends[j], k1)) + shift) for j in hit]
+            if self.chunk_sums[d] is None:
+                self.chunk_sums[d] = states.new_zeros((len(starts), states.shape[-1]),
+                                                      dtype=torch.float32)
+            self.chunk_sums[d].index_add_(0, torch.as_tensor(hit, device=states.device),
+                                          segment_sums(states, local))
         if self.windows_per_doc[d] == 1:
-            self.single[d] = pool(states, self.mode, w.layout).cpu()
+            self.single[d] = pool(states, self.mode, w.layout)
             return
         kept = w.layout.n_kept
-        content = content_mean(states, w.layout).cpu() * kept
-        cls = states[0].float().cpu() * kept
+        content = content_mean(states, w.layout) * kept
+        cls = states[0].float() * kept
         self.content_sum[d] = content if self.content_sum[d] is None else self.content_sum[d] + content
         self.cls_sum[d] = cls if self.cls_sum[d] is None else self.cls_sum[d] + cls
         if w.kept[1] == len(self.toks[d]):
-            self.last[d] = states[-1].float().cpu()
+            self.last[d] = states[-1].float()
 
     def global_vectors(self) -> list[torch.Tensor]:
         out = []
@@ -312,14 +322,15 @@ class _DocumentPooler:
     def chunk_vectors(self, globals_pre: list[torch.Tensor]) -> list[torch.Tensor]:
         """Mean token state per chunk; chunks of a token-less document take its global vector."""
         out = []
-        for d, ranges in enumerate(self.ranges):
-            if not ranges:
-                out.append(torch.zeros((0, globals_pre[d].shape[0])))
-                continue
-            counts = torch.tensor([max(b - a, 0) for a, b in ranges], dtype=torch.float32)
-            vectors = self.chunk_sums[d] / counts.clamp(min=1)[:, None]
+        for d, bounds in enumerate(self.bounds):
+            glob = globals_pre[d]
+            counts = torch.as_tensor(bounds[:, 1] - bounds[:, 0], dtype=torch.float32,
+                                     device=glob.device).clamp(min=0)
+            sums = self.chunk_sums[d]
+            vectors = (sums if sums is not None else glob.new_zeros((len(bounds), glob.shape[0])))
+            vectors = vectors / counts.clamp(min=1)[:, None]
             empty = counts == 0
             if empty.any():
-                vectors[empty] = globals_pre[d]
+                vectors[empty] = glob
             out.append(vectors)
         return out

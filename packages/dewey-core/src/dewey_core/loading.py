@@ -58,7 +58,9 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
 def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
                  **options: Any) -> EncoderModel:
     """One loaded model per (directory, device, dtype, options) in this process."""
-    path = resolve_model_dir(name_or_path)
+    # Remote code is opt-in; only then are the checkpoint's Python files fetched.
+    patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
+    path = resolve_model_dir(name_or_path, patterns=patterns)
     key = (str(path), str(device), dtype, tuple(sorted(options.items())))
     with _lock:
         if key not in _loaded:

@@ -2,7 +2,8 @@
 
 Padded batches (with an attention mask) are the default; packed batches put several sequences
 in one row with restarting ``position_ids`` and either flash-attention's ``cu_seq_lens`` (GPU)
-or a block-diagonal 4-D mask (SDPA, any device), so no compute is spent on padding.
+or a block-diagonal 4-D mask that the model builds on its device (SDPA), so no compute is spent
+on padding.
 Each sequence's token states are handed to ``consume`` while still on the device, so callers
 pool there and move only small vectors to the host.
 """
@@ -60,10 +61,26 @@ def _packed_batch(seqs: list[list[int]], device: torch.device, flash: bool) -> B
         kwargs = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
                   "max_length_q": max(lengths), "max_length_k": max(lengths)}
         return Batch(ids.to(device), None, positions.to(device), lengths, [], kwargs)
-    # Block-diagonal boolean mask: True where attention is allowed.
-    segment = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-    mask = (segment[:, None] == segment[None, :])[None, None]
-    return Batch(ids.to(device), mask.to(device), positions.to(device), lengths, [], {})
+    # Without flash kwargs the model builds its mask (packed_block_mask) on the device.
+    return Batch(ids.to(device), None, positions.to(device), lengths, [], {})
+
+
+def packed_block_mask(batch: Batch, sliding_window: int | None = None) -> torch.Tensor:
+    """Boolean ``(1, 1, L, L)`` mask for a packed row: True where attention is allowed.
+
+    Each sequence sees only itself; with ``sliding_window`` also only tokens at most that many
+    positions away (transformers' bidirectional sliding-window rule, inclusive).
+    """
+    if batch.packed_lengths is None:
+        raise ValueError("packed_block_mask needs a packed batch")
+    device = batch.input_ids.device
+    lengths = torch.tensor(batch.packed_lengths, device=device)
+    segment = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
+    mask = segment[:, None] == segment[None, :]
+    if sliding_window is not None:
+        pos = torch.arange(len(segment), device=device)
+        mask &= (pos[:, None] - pos[None, :]).abs() <= sliding_window
+    return mask[None, None]
 
 
 def split_states(batch: Batch, states: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:

@@ -2,7 +2,9 @@
 
 Every code path (plain encoding and late chunking) starts from a :class:`TokenizedText`, so a
 text is tokenised exactly once. The prompt and the text are tokenised together, as
-sentence-transformers does, and a token belongs to the prompt when it starts inside it.
+sentence-transformers does, and a token belongs to the prompt when it ends inside it: a token
+that straddles the cut (BPE merges a prompt's trailing space into the text's first word) is
+content, so no word of the text is lost.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class TextTokenizer:
         for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True):
             n_prompt = 0
             if cut:
-                while n_prompt < len(ids) and offsets[n_prompt][0] < cut:
+                while n_prompt < len(ids) and offsets[n_prompt][1] <= cut:
                     n_prompt += 1
             out.append(
                 TokenizedText(

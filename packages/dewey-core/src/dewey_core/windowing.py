@@ -71,8 +71,8 @@ def plan_windows(doc: int, tok: TokenizedText, prefix: tuple[int, ...], suffix: 
     windows = [window([], 0, room)]
     first = room
     while first < n:
-        # Opening context and overlap merge when they meet, so no token is seen twice.
-        lead = ids[:first] if first - overlap <= context else ids[:context] + ids[first - overlap:first]
+        # first >= room > context + overlap, so opening context and overlap never meet.
+        lead = ids[:context] + ids[first - overlap : first]
         last = min(first + room - len(lead), n)
         windows.append(window(lead, first, last))
         first = last

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from dewey_core.runtime import Batch
+from dewey_core.runtime import Batch, packed_block_mask
 from dewey_core.tokenization import TextTokenizer
 
 
@@ -59,8 +59,10 @@ class EncoderModel:
         kwargs = dict(batch.flash_kwargs)
         if batch.position_ids is not None:
             kwargs["position_ids"] = batch.position_ids
-        out = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            **kwargs)
+        mask = batch.attention_mask
+        if batch.packed_lengths is not None and not batch.flash_kwargs:
+            mask = packed_block_mask(batch)
+        out = self.backbone(input_ids=batch.input_ids, attention_mask=mask, **kwargs)
         return out.last_hidden_state
 
     def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch
 from transformers import Qwen2Config, Qwen2Model
 from transformers.masking_utils import create_bidirectional_mask
 
-from dewey_core.models.checkpoint import build_module, packed_block_mask
-from dewey_core.runtime import Batch
+from dewey_core.models.checkpoint import build_module
+from dewey_core.runtime import Batch, packed_block_mask
 from dewey_core.tokenization import TextTokenizer, TokenizedText
 
 _NOT_MODEL_CONFIG = ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype")

@@ -16,8 +16,6 @@ import torch
 from safetensors.torch import load_file
 from transformers.initialization import no_init_weights
 
-from dewey_core.runtime import Batch
-
 #: Keys listed in an error message before it says "... and N more".
 _SHOWN_KEYS = 20
 
@@ -121,23 +119,6 @@ def linear_from(state: dict[str, torch.Tensor], name: str) -> torch.nn.Linear:
         if bias is not None:
             linear.bias.copy_(bias)
     return linear
-
-
-def packed_block_mask(batch: Batch, sliding_window: int | None = None) -> torch.Tensor:
-    """Boolean ``(1, 1, L, L)`` mask for a packed row: True where attention is allowed.
-
-    Each sequence sees only itself; with ``sliding_window`` also only tokens at most that many
-    positions away (transformers' bidirectional sliding-window rule, inclusive).
-    """
-    assert batch.packed_lengths is not None
-    device = batch.input_ids.device
-    lengths = torch.tensor(batch.packed_lengths, device=device)
-    segment = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
-    mask = segment[:, None] == segment[None, :]
-    if sliding_window is not None:
-        pos = torch.arange(len(segment), device=device)
-        mask &= (pos[:, None] - pos[None, :]).abs() <= sliding_window
-    return mask[None, None]
 
 
 def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:

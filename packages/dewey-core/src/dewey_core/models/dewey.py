@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,13 @@ from dewey_core.models.checkpoint import (
     build_module,
     linear_from,
     load_tokenizer,
-    packed_block_mask,
     read_json,
     read_state,
     refuse_leftovers,
     take_prefix,
 )
 from dewey_core.models.sentence_transformers import read_prompts
-from dewey_core.runtime import Batch
+from dewey_core.runtime import Batch, packed_block_mask
 from dewey_core.tokenization import TextTokenizer
 
 QUERY_PROMPT = "<|START_INSTRUCTION|>Answer the question<|END_INSTRUCTION|>"
@@ -57,6 +57,8 @@ POOLINGS = {"cls": "cls", "mean": "content_mean", "cls_add_mean": "cls_add_mean"
 _NOT_MODEL_CONFIG = ("architectures", "auto_map", "vector_size", "single_vector_type",
                      "transformers_version", "torch_dtype", "dtype")
 #: ModernBERT masked-LM head weights: known, unused for embeddings.
+#: Longest window under SDPA/eager (32K tokens measured at 17.7 GiB on an H200).
+DENSE_MASK_MAX_LENGTH = 32_768
 ATTENTIONS = ("flash_attention_2", "flex_attention", "sdpa", "eager")
 _MLM_KEYS = ("head.dense.weight", "head.norm.weight", "head.norm.bias", "decoder.weight",
              "decoder.bias")
@@ -107,7 +109,14 @@ class DeweyModel(EncoderModel):
         self.tokenizer = TextTokenizer(load_tokenizer(path))
         named = {**read_prompts(path).named, "query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
         self.prompts = Prompts(query=QUERY_PROMPT, document=DOCUMENT_PROMPT, named=named)
+        # SDPA and eager build dense L x L masks (a 128K window needs ~128 GiB): cap the window
+        # and let late chunking window longer documents; flash and flex are linear in length.
         self.max_length = int(config.max_position_embeddings)
+        if attn in ("sdpa", "eager"):
+            self.max_length = min(self.max_length, DENSE_MASK_MAX_LENGTH)
+        if dtype == torch.float16:
+            warnings.warn("dewey_en_beta gives NaNs in float16; use bfloat16 or float32",
+                          stacklevel=3)
 
     def _find_head(self, state: dict[str, torch.Tensor]) -> str:
         shape = (self.dimension, self.hidden_size)

@@ -7,7 +7,6 @@ Weights are read with safetensors only; no pickle, no remote code.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from dewey_core.devices import attention_implementation
 from dewey_core.models.base import EncoderModel, Prompts
+from dewey_core.models.checkpoint import read_json
 from dewey_core.tokenization import TextTokenizer
 
 _ST_POOLING_KEYS = {
@@ -29,11 +29,6 @@ _ACTIVATIONS = {
 }
 QUERY_PROMPT_NAMES = ("query", "s2p_query", "search_query", "retrieval.query")
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "search_document", "retrieval.passage")
-
-
-def read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def read_modules(path: Path) -> list[dict]:
@@ -111,16 +106,20 @@ class SentenceTransformerModel(EncoderModel):
             attn_implementation=attn,
         )
         self.backbone.to(device).eval()
-        self.tokenizer = TextTokenizer(AutoTokenizer.from_pretrained(transformer_dir))
+        hf_tokenizer = AutoTokenizer.from_pretrained(transformer_dir)
+        tokenizer_limit = hf_tokenizer.model_max_length  # read before TextTokenizer lifts it
+        self.tokenizer = TextTokenizer(hf_tokenizer)
         self.prompts = read_prompts(path)
         self.hidden_size = self.backbone.config.hidden_size
         self.dense = torch.nn.Sequential(*dense).to(device).eval() if dense else None
         self.dimension = dense[-1][0].out_features if dense else self.hidden_size
-        self.max_length = self._max_length(transformer_dir)
+        self.max_length = self._max_length(transformer_dir, tokenizer_limit)
 
-    def _max_length(self, transformer_dir: Path) -> int:
+    def _max_length(self, transformer_dir: Path, tokenizer_limit: int) -> int:
         cfg_path = transformer_dir / "sentence_bert_config.json"
-        limit = getattr(self.backbone.config, "max_position_embeddings", None) or 512
+        # RoBERTa-style configs count 2 padding positions in max_position_embeddings (514).
+        limit = min(getattr(self.backbone.config, "max_position_embeddings", None) or 512,
+                    tokenizer_limit if 0 < tokenizer_limit < 10**9 else 10**9)
         if cfg_path.is_file() and read_json(cfg_path).get("max_seq_length"):
             return min(int(read_json(cfg_path)["max_seq_length"]), limit)
         return limit

@@ -23,12 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dewey", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"dewey_core.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"dewey_core.commands.{module}":
-                raise
-            continue  # command not built into this installation
+        # Imported here, not at the top: each command pulls in only what it needs.
+        mod = importlib.import_module(f"dewey_core.commands.{module}")
         command = mod.add_parser(sub, name)
         command.set_defaults(handler=mod.run)
     return parser

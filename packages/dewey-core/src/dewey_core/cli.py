@@ -20,10 +20,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dewey", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dewey", description="Late-chunked embeddings: embed, search, evaluate, benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
-        # Imported here, not at the top: each command pulls in only what it needs.
         mod = importlib.import_module(f"dewey_core.commands.{module}")
         command = mod.add_parser(sub, name)
         command.set_defaults(handler=mod.run)

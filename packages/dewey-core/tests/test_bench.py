@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import pytest
+import torch
 
 from dewey_core import bench
 from dewey_core.cli import main
@@ -68,6 +70,9 @@ def test_late_chunking_comparison_runs_every_method_on_the_same_chunks(models):
     assert all(t.computed >= tokens for t in c.timings)
     with pytest.raises(ValueError, match="unknown late-chunking methods"):
         bench.bench_late_chunking(models, docs, methods=("nope",))
+    with pytest.raises(ValueError, match="bfloat16"):
+        bench.chonkie_chunker(models.st.to(torch.bfloat16), 64)
+    models.st.to(torch.float32)
 
 
 def test_scaling_point_in_a_fresh_process_reports_its_own_memory(models, minilm_path):
@@ -129,3 +134,9 @@ def test_bad_options_are_named(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["bench", "--out", str(tmp_path), "--rounds", "0", "--model", "x"]) == 2
     assert "--rounds must be >= 1" in capsys.readouterr().err
+
+
+def test_too_many_documents_is_a_clear_error(tmp_path, minilm_path, capsys):
+    assert main(["bench", "--out", str(tmp_path), "--model", minilm_path, "--parts", "late",
+                 "--documents", "500"]) == 2
+    assert re.search(r"only \d+ pydoc topics have 400 words", capsys.readouterr().err)

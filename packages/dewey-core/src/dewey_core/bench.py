@@ -267,9 +267,13 @@ def chunk_texts(enc, documents: Sequence[str], chunk_size: int) -> list[list[str
 
 def chonkie_chunker(st, chunk_size: int):
     """chonkie's LateChunker on an already loaded sentence-transformers model (no download)."""
+    import torch
     from chonkie import LateChunker
     from chonkie.embeddings.sentence_transformer import SentenceTransformerEmbeddings
 
+    if st.dtype == torch.bfloat16:
+        raise ValueError("chonkie turns token states into numpy arrays, which have no bfloat16: "
+                         "run the benchmark with --dtype float16 or float32, or without chonkie")
     with warnings.catch_warnings():  # chonkie calls a renamed sentence-transformers method
         warnings.simplefilter("ignore", FutureWarning)
         return LateChunker(SentenceTransformerEmbeddings(st), chunk_size=chunk_size)

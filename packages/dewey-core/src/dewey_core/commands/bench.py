@@ -114,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"dewey bench: --{option.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
     bench.quiet()
+    try:
+        return _run(args, model)
+    except ValueError as exc:
+        print(f"dewey bench: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, model: str) -> int:
     methods = tuple(METHOD_KEYS[k] for k in args.methods)
     models = bench.Models.load(model, device=args.device, dtype=args.dtype)
     results = bench.BenchResults(settings=_settings(args, model, models))
@@ -127,17 +135,24 @@ def run(args: argparse.Namespace) -> int:
         results.comparisons.append(bench.bench_late_chunking(
             models, docs, chunk_size=args.chunk_size, rounds=args.rounds, batch_size=args.batch_size,
             methods=methods))
+    write_report(results, args.out)  # partial results survive an interrupted scaling run
     if "scaling" in args.parts:
         scaling_methods = [m for m in methods if m in bench.SCALING_METHODS]
         _say(f"scaling: {len(args.lengths)} lengths x {len(scaling_methods)} methods")
-        results.scaling = bench.bench_scaling(
+        bench.bench_scaling(
             models, model, args.lengths, tokens_per_point=args.tokens_per_point,
             chunk_size=args.chunk_size, batch_size=args.batch_size, methods=scaling_methods,
             isolate=not args.no_isolate,
-            progress=lambda p: _say(f"  {p.method} @ {p.length} tokens: {p.tokens_per_second:,.0f} tokens/s"))
+            progress=lambda p: _point_done(p, results, args.out))
     write_report(results, args.out)
     print((args.out / "results.md").read_text())
     return 0
+
+
+def _point_done(point: bench.ScalingPoint, results: bench.BenchResults, out: Path) -> None:
+    _say(f"  {point.method} @ {point.length} tokens: {point.tokens_per_second:,.0f} tokens/s")
+    results.scaling.append(point)
+    write_report(results, out)
 
 
 def _say(message: str) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from pydoc_data.topics import topics
 
 import numpy as np
-from pydoc_data.topics import topics
 
 from dewey_core import DeweyEncoder, rank_documents
 

@@ -77,7 +77,7 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=None, help="output dimension (Matryoshka / head size)")
     p.add_argument("--max-length", type=int, default=None, help="tokens per model window")
     p.add_argument("--context-tokens", type=int, default=None,
-                   help="opening tokens carried into later windows (default: a quarter of a window)")
+                   help="opening tokens carried into later windows (default: min(window/8, 64))")
     p.add_argument("--window-overlap", type=int, default=None,
                    help="tokens of overlap between windows (default: an eighth of a window)")
     p.add_argument("--batch-docs", type=int, default=64,

@@ -105,3 +105,10 @@ def test_non_list_input_is_refused(minilm, bad):
 def test_non_string_item_names_its_index(minilm):
     with pytest.raises(TypeError, match=r"texts\[2\] must be str, got int"):
         minilm.encode_queries(["a", "b", 7])
+
+
+def test_unnormalised_output_is_the_raw_pooled_vector(minilm, mixed_texts):
+    raw = minilm.encode_documents(mixed_texts[:4], normalize=False)
+    norms = np.linalg.norm(raw, axis=1, keepdims=True)
+    assert not np.allclose(norms, 1, atol=1e-3)
+    np.testing.assert_allclose(raw / norms, minilm.encode_documents(mixed_texts[:4]), atol=1e-5)

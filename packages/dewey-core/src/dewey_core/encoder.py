@@ -92,25 +92,27 @@ class DeweyEncoder:
 
     # ------------------------------------------------------------------ plain encoding
     def encode_queries(self, texts: Sequence[str], dim: int | None = None, *,
-                       prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+                       prompt: str | None = None, show_progress: bool | None = None,
+                       normalize: bool = True) -> np.ndarray:
         """Embed queries with the model's query prompt: float32 ``(n, d)``, L2-normalised.
 
         ``prompt`` overrides the query prompt (e.g. Jasper's ``s2s_query``). Texts longer than
         the window keep their first tokens. An empty string gets a valid vector (the model's
-        encoding of the prompt and special tokens alone).
+        encoding of the prompt and special tokens alone). ``normalize=False`` returns the
+        head's raw output (for diagnostics such as ``dewey verify-checkpoint``).
         """
         prompt = self.model.prompts.query if prompt is None else prompt
-        return self._encode(texts, prompt, dim, show_progress, "Encoding queries")
+        return self._encode(texts, prompt, dim, show_progress, "Encoding queries", normalize)
 
     def encode_documents(self, texts: Sequence[str], dim: int | None = None, *,
-                         prompt: str | None = None,
-                         show_progress: bool | None = None) -> np.ndarray:
+                         prompt: str | None = None, show_progress: bool | None = None,
+                         normalize: bool = True) -> np.ndarray:
         """Embed documents with the model's document prompt; same conventions as queries."""
         prompt = self.model.prompts.document if prompt is None else prompt
-        return self._encode(texts, prompt, dim, show_progress, "Encoding documents")
+        return self._encode(texts, prompt, dim, show_progress, "Encoding documents", normalize)
 
     def _encode(self, texts: Sequence[str], prompt: str, dim: int | None,
-                show_progress: bool | None, desc: str) -> np.ndarray:
+                show_progress: bool | None, desc: str, normalize: bool = True) -> np.ndarray:
         texts = check_texts(texts)
         dim = check_dim(dim, self._available_dims())
         if not texts:
@@ -125,7 +127,7 @@ class DeweyEncoder:
             pooled[i] = pool(states, self.model.pooling, windows[i].layout)
 
         self._run([w.ids for w in windows], consume, show_progress, desc)
-        return self._finish(torch.stack(pooled), dim)
+        return self._finish(torch.stack(pooled), dim, normalize)
 
     # ------------------------------------------------------------------ late chunking
     def late_chunk(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None,
@@ -204,13 +206,14 @@ class DeweyEncoder:
                       flash=self.model.packing == "flash", extras=extras,
                       show_progress=show_progress, desc=desc)
 
-    def _finish(self, pooled: torch.Tensor, dim: int | None) -> np.ndarray:
+    def _finish(self, pooled: torch.Tensor, dim: int | None, normalize: bool = True) -> np.ndarray:
         """Heads, truncation to ``dim``, L2 normalisation; float32 numpy."""
         with torch.inference_mode():
             vectors = self.model.project(pooled, dim).float()
         if dim is not None:
             vectors = vectors[:, :dim]
-        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        if normalize:
+            vectors = torch.nn.functional.normalize(vectors, dim=-1)
         return vectors.cpu().numpy().astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ images

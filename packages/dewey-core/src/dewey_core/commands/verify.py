@@ -20,7 +20,6 @@ import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 SANITY = [
     ("What is the capital of France?",
@@ -112,24 +111,9 @@ def verify(enc: Any, keys: list[str]) -> dict[str, Any]:
 
 def _raw_norms(enc: Any, texts: list[str]) -> dict[int, float]:
     """Mean L2 norm, per output size, of the vectors before normalisation."""
-    from dewey_core.pooling import pool
-    from dewey_core.windowing import WindowPolicy, plan_windows
-
-    model = enc.model
-    toks = model.tokenizer.tokenize(texts, model.prompts.document)
-    windows = [plan_windows(i, t, model.tokenizer.prefix_ids, model.tokenizer.suffix_ids,
-                            enc.max_length, WindowPolicy())[0] for i, t in enumerate(toks)]
-    pooled: list[torch.Tensor | None] = [None] * len(texts)
-
-    def consume(i: int, states: torch.Tensor) -> None:
-        pooled[i] = pool(states, model.pooling, windows[i].layout)
-
-    enc._run([w.ids for w in windows], consume, False, "verify")
-    stacked = torch.stack(pooled)
-    with torch.inference_mode():
-        dims = model.head_dims or (model.dimension,)
-        return {d: round(float(model.project(stacked, d).float().norm(dim=-1).mean()), 4)
-                for d in dims}
+    dims = enc.model.head_dims or (enc.dimension,)
+    return {d: round(float(np.linalg.norm(enc.encode_documents(texts, d, normalize=False),
+                                          axis=1).mean()), 4) for d in dims}
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ QUESTIONS = {
     "What does the yield keyword do inside a function?": ("yield", "yield"),
     "How are keyword-only arguments declared?": ("function", "parameter"),
     "How do I stop a loop early?": ("for", "break"),
-    "How do I make sure a file is closed with a context manager?": ("with", "__enter__"),
+    "How do I make sure a file is closed with a context manager?": ("with", "context manager"),
 }
 
 

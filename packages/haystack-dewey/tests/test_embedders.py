@@ -10,21 +10,21 @@ from haystack import Document
 from haystack.utils import ComponentDevice
 
 from haystack_dewey import DeweyDocumentEmbedder, DeweyTextEmbedder
-from haystack_dewey import embedders as embedders_module
+from haystack_dewey import _common as common_module
 
 CPU = ComponentDevice.from_str("cpu")
 
 
 def count_loads(monkeypatch) -> list[str]:
-    """Record every model load done by the embedders module (the real load still happens)."""
+    """Record every model load done by the components (the real load still happens)."""
     calls: list[str] = []
-    real = embedders_module.load_encoder
+    real = common_module.load_encoder
 
     def recording(model, *args):
         calls.append(model)
         return real(model, *args)
 
-    monkeypatch.setattr(embedders_module, "load_encoder", recording)
+    monkeypatch.setattr(common_module, "load_encoder", recording)
     return calls
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from dewey_core import DeweyEncoder
 from dewey_core.testing import tiny_jasper
 from haystack_dewey import DeweyImageDocumentEmbedder, DeweyTextEmbedder
-from haystack_dewey import image_embedder as image_embedder_module
+from haystack_dewey import _common as common_module
 
 CPU = ComponentDevice.from_str("cpu")
 
@@ -98,8 +98,8 @@ def test_from_dict():
 
 def test_warm_up_loads_once(jasper_path, image_dir, monkeypatch):
     calls = []
-    real = image_embedder_module.load_encoder
-    monkeypatch.setattr(image_embedder_module, "load_encoder",
+    real = common_module.load_encoder
+    monkeypatch.setattr(common_module, "load_encoder",
                         lambda model, *args: calls.append(model) or real(model, *args))
     embedder = DeweyImageDocumentEmbedder(model=jasper_path, root_path=str(image_dir), device="cpu",
                                           progress_bar=False)

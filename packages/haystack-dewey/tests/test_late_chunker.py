@@ -14,7 +14,7 @@ from haystack.components.preprocessors import DocumentSplitter
 from haystack.utils import ComponentDevice
 
 from haystack_dewey import GLOBAL_EMBEDDING_FIELD, DeweyLateChunker
-from haystack_dewey import late_chunker as late_chunker_module
+from haystack_dewey import _common as common_module
 from haystack_dewey.presplit import group_splits
 
 CPU = ComponentDevice.from_str("cpu")
@@ -105,8 +105,8 @@ def test_from_dict():
 
 def test_warm_up_loads_once(minilm_path, monkeypatch):
     calls = []
-    real = late_chunker_module.load_encoder
-    monkeypatch.setattr(late_chunker_module, "load_encoder",
+    real = common_module.load_encoder
+    monkeypatch.setattr(common_module, "load_encoder",
                         lambda model, *args: calls.append(model) or real(model, *args))
     chunker = DeweyLateChunker(model=minilm_path, device="cpu", progress_bar=False)
     chunker.warm_up()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from haystack import Document
+from haystack import Document, default_from_dict
 from haystack.utils import ComponentDevice
 
 from dewey_core import DeweyEncoder
@@ -43,6 +43,68 @@ def encoder_parameters(component: Any) -> dict[str, Any]:
         "token_budget": component.token_budget,
         "model_options": component.model_options,
     }
+
+
+_Component = TypeVar("_Component", bound="EncoderComponent")
+
+
+class EncoderComponent:
+    """Base of the components that run a Dewey encoder: its loading parameters, lazy loading and
+    deserialisation. Subclasses keep their own keyword-only ``__init__`` (Haystack reads its
+    parameters) and ``to_dict``, and pass the loading parameters to :meth:`_set_encoder_params`.
+
+    Usage example:
+    ```python
+    from haystack import component
+    from haystack_dewey._common import EncoderComponent
+
+    @component
+    class QueryLength(EncoderComponent):
+        def __init__(self, *, model: str = "infgrad/dewey_en_beta", device: str | None = None) -> None:
+            self._set_encoder_params(model=model, device=device)
+
+        @component.output_types(tokens=int)
+        def run(self, text: str) -> dict[str, int]:
+            self.warm_up()
+            return {"tokens": self._encoder.count_tokens([text])[0]}
+    ```
+    """
+
+    model: str
+    device: ComponentDevice
+    dtype: str | None
+    max_length: int | None
+    token_budget: int | None
+    model_options: dict[str, Any] | None
+    _encoder: DeweyEncoder | None
+
+    def _set_encoder_params(self, *, model: str, device: ComponentDevice | str | None,
+                            dtype: str | None = None, max_length: int | None = None,
+                            token_budget: int | None = None,
+                            model_options: dict[str, Any] | None = None) -> None:
+        """Stores the loading parameters (the device resolved); the model loads on :meth:`warm_up`."""
+        self.model = model
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.max_length = max_length
+        self.token_budget = token_budget
+        self.model_options = model_options
+        self._encoder = None
+
+    @classmethod
+    def from_dict(cls: type[_Component], data: dict[str, Any]) -> _Component:
+        """Deserializes the component from a dictionary."""
+        return default_from_dict(cls, data)
+
+    def warm_up(self) -> None:
+        """Loads the model once; later calls do nothing."""
+        if self._encoder is None:
+            self._encoder = self._load_encoder()
+
+    def _load_encoder(self) -> DeweyEncoder:
+        """Loads the encoder from the stored parameters; a subclass may check what it got."""
+        return load_encoder(self.model, self.device, self.dtype, self.max_length, self.token_budget,
+                            self.model_options)
 
 
 def check_documents(documents: Any, component: str, hint: str) -> list[Document]:

@@ -7,23 +7,21 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from haystack import Document, component, default_from_dict, default_to_dict
+from haystack import Document, component, default_to_dict
 from haystack.utils import ComponentDevice
 
-from dewey_core import DeweyEncoder
 from haystack_dewey._common import (
     DEFAULT_MODEL,
+    EncoderComponent,
     check_documents,
     check_text,
     encoder_parameters,
-    load_encoder,
-    resolve_device,
     text_to_embed,
 )
 
 
 @component
-class DeweyTextEmbedder:
+class DeweyTextEmbedder(EncoderComponent):
     """Embeds a query string with the model's query prompt.
 
     Usage example:
@@ -70,34 +68,18 @@ class DeweyTextEmbedder:
             first ``dim`` dimensions (like ``truncate_dim``), renormalised.
         :param progress_bar: Show a progress bar.
         """
-        self.model = model
-        self.device = resolve_device(device)
-        self.dtype = dtype
-        self.max_length = max_length
-        self.token_budget = token_budget
-        self.model_options = model_options
+        self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
+                                 token_budget=token_budget, model_options=model_options)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt
         self.dim = dim
         self.progress_bar = progress_bar
-        self._encoder: DeweyEncoder | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Serializes the component to a dictionary."""
         return default_to_dict(self, **encoder_parameters(self), prefix=self.prefix, suffix=self.suffix,
                                prompt=self.prompt, dim=self.dim, progress_bar=self.progress_bar)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeweyTextEmbedder:
-        """Deserializes the component from a dictionary."""
-        return default_from_dict(cls, data)
-
-    def warm_up(self) -> None:
-        """Loads the model once; later calls do nothing."""
-        if self._encoder is None:
-            self._encoder = load_encoder(self.model, self.device, self.dtype, self.max_length,
-                                         self.token_budget, self.model_options)
 
     @component.output_types(embedding=list[float])
     def run(self, text: str) -> dict[str, list[float]]:
@@ -121,7 +103,7 @@ class DeweyTextEmbedder:
 
 
 @component
-class DeweyDocumentEmbedder:
+class DeweyDocumentEmbedder(EncoderComponent):
     """Embeds each Document as a whole (one vector per Document) with the model's document prompt.
 
     For contextual chunk embeddings of long documents, use :class:`~haystack_dewey.DeweyLateChunker`.
@@ -174,12 +156,8 @@ class DeweyDocumentEmbedder:
         :param embedding_separator: Separator between those metadata values and the content.
         :param progress_bar: Show a progress bar.
         """
-        self.model = model
-        self.device = resolve_device(device)
-        self.dtype = dtype
-        self.max_length = max_length
-        self.token_budget = token_budget
-        self.model_options = model_options
+        self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
+                                 token_budget=token_budget, model_options=model_options)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt
@@ -187,7 +165,6 @@ class DeweyDocumentEmbedder:
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
         self.progress_bar = progress_bar
-        self._encoder: DeweyEncoder | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Serializes the component to a dictionary."""
@@ -196,17 +173,6 @@ class DeweyDocumentEmbedder:
                                meta_fields_to_embed=self.meta_fields_to_embed,
                                embedding_separator=self.embedding_separator,
                                progress_bar=self.progress_bar)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeweyDocumentEmbedder:
-        """Deserializes the component from a dictionary."""
-        return default_from_dict(cls, data)
-
-    def warm_up(self) -> None:
-        """Loads the model once; later calls do nothing."""
-        if self._encoder is None:
-            self._encoder = load_encoder(self.model, self.device, self.dtype, self.max_length,
-                                         self.token_budget, self.model_options)
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

@@ -7,21 +7,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from haystack import Document, component, default_from_dict, default_to_dict
+from haystack import Document, component, default_to_dict
 from haystack.utils import ComponentDevice
 
 from dewey_core import DeweyEncoder
 from haystack_dewey._common import (
     DEFAULT_JASPER_MODEL,
+    EncoderComponent,
     check_documents,
     encoder_parameters,
-    load_encoder,
-    resolve_device,
 )
 
 
 @component
-class DeweyImageDocumentEmbedder:
+class DeweyImageDocumentEmbedder(EncoderComponent):
     """Embeds the image each Document points to, following Haystack's image embedders: the file
     path sits in ``meta[file_path_meta_field]``, resolved against ``root_path``. A Document without
     that field may carry the image bytes in ``blob`` (an ``image/*`` ByteStream) instead.
@@ -68,15 +67,10 @@ class DeweyImageDocumentEmbedder:
         """
         self.file_path_meta_field = file_path_meta_field
         self.root_path = root_path
-        self.model = model
-        self.device = resolve_device(device)
-        self.dtype = dtype
-        self.max_length = max_length
-        self.token_budget = token_budget
-        self.model_options = model_options
+        self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
+                                 token_budget=token_budget, model_options=model_options)
         self.dim = dim
         self.progress_bar = progress_bar
-        self._encoder: DeweyEncoder | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Serializes the component to a dictionary."""
@@ -84,20 +78,17 @@ class DeweyImageDocumentEmbedder:
                                root_path=self.root_path, **encoder_parameters(self), dim=self.dim,
                                progress_bar=self.progress_bar)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeweyImageDocumentEmbedder:
-        """Deserializes the component from a dictionary."""
-        return default_from_dict(cls, data)
-
     def warm_up(self) -> None:
         """Loads the model once (and checks it embeds images); later calls do nothing."""
-        if self._encoder is None:
-            encoder = load_encoder(self.model, self.device, self.dtype, self.max_length,
-                                   self.token_budget, self.model_options)
-            if not getattr(encoder, "supports_images", False):
-                raise ValueError(f"model {self.model!r} does not embed images; use a Jasper model "
-                                 f"(e.g. {DEFAULT_JASPER_MODEL!r})")
-            self._encoder = encoder
+        # Haystack's @component rebuilds the class, so zero-argument super() cannot be used here.
+        EncoderComponent.warm_up(self)
+
+    def _load_encoder(self) -> DeweyEncoder:
+        encoder = EncoderComponent._load_encoder(self)
+        if not getattr(encoder, "supports_images", False):
+            raise ValueError(f"model {self.model!r} does not embed images; use a Jasper model "
+                             f"(e.g. {DEFAULT_JASPER_MODEL!r})")
+        return encoder
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

@@ -8,18 +8,17 @@ from copy import deepcopy
 from dataclasses import replace
 from typing import Any, Literal
 
-from haystack import Document, component, default_from_dict, default_to_dict
+from haystack import Document, component, default_to_dict
 from haystack.utils import ComponentDevice
 
-from dewey_core import DeweyEncoder, LateChunkedDocument
+from dewey_core import LateChunkedDocument
 from haystack_dewey._common import (
     DEFAULT_MODEL,
     GLOBAL_EMBEDDING_FIELD,
+    EncoderComponent,
     check_documents,
     encoder_parameters,
-    load_encoder,
     page_number,
-    resolve_device,
 )
 from haystack_dewey.presplit import SplitGroup, group_splits, is_split
 
@@ -27,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 @component
-class DeweyLateChunker:
+class DeweyLateChunker(EncoderComponent):
     """Splits and embeds documents in one step: each document is encoded once, and every chunk's
     embedding is the mean of its tokens' states, so it carries the whole document's context.
 
@@ -95,12 +94,8 @@ class DeweyLateChunker:
             embedding on every chunk; ``None`` leaves it out.
         :param progress_bar: Show a progress bar.
         """
-        self.model = model
-        self.device = resolve_device(device)
-        self.dtype = dtype
-        self.max_length = max_length
-        self.token_budget = token_budget
-        self.model_options = model_options
+        self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
+                                 token_budget=token_budget, model_options=model_options)
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.chunking = chunking
@@ -109,7 +104,6 @@ class DeweyLateChunker:
         self.window_overlap = window_overlap
         self.global_embedding_meta_field = global_embedding_meta_field
         self.progress_bar = progress_bar
-        self._encoder: DeweyEncoder | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Serializes the component to a dictionary."""
@@ -119,17 +113,6 @@ class DeweyLateChunker:
             context_tokens=self.context_tokens, window_overlap=self.window_overlap,
             global_embedding_meta_field=self.global_embedding_meta_field,
             progress_bar=self.progress_bar)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeweyLateChunker:
-        """Deserializes the component from a dictionary."""
-        return default_from_dict(cls, data)
-
-    def warm_up(self) -> None:
-        """Loads the model once; later calls do nothing."""
-        if self._encoder is None:
-            self._encoder = load_encoder(self.model, self.device, self.dtype, self.max_length,
-                                         self.token_budget, self.model_options)
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, list[Document]]:

@@ -125,10 +125,9 @@ def test_jasper_is_a_multimodal_embedding(minilm_path):
 
 @pytest.fixture(scope="module")
 def tiny_jasper(tmp_path_factory) -> Path:
-    testing = pytest.importorskip("dewey_core.testing")
-    if not hasattr(testing, "tiny_jasper"):
-        pytest.skip("dewey_core.testing.tiny_jasper is not available")
-    return testing.tiny_jasper(tmp_path_factory.mktemp("jasper"))
+    from dewey_core.testing import tiny_jasper
+
+    return tiny_jasper(tmp_path_factory.mktemp("jasper"))
 
 
 def test_jasper_text_and_images_in_one_space(tiny_jasper, tmp_path):

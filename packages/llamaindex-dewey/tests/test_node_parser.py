@@ -336,8 +336,9 @@ def test_pipeline_docstore_skips_unchanged_documents(minilm_path, model_calls):
 # ---------------------------------------------------------------------- the dewey_en_beta family
 @pytest.fixture(scope="module")
 def tiny_dewey(tmp_path_factory):
-    testing = pytest.importorskip("dewey_core.testing")
-    return str(testing.tiny_dewey(tmp_path_factory.mktemp("dewey")))
+    from dewey_core.testing import tiny_dewey
+
+    return str(tiny_dewey(tmp_path_factory.mktemp("dewey")))
 
 
 def test_dewey_family_checkpoint_through_parser_and_embedding(tiny_dewey):

@@ -42,6 +42,14 @@ def test_batch_size_invariance(minilm, mixed_texts, token_budget):
     assert np.min(np.sum(reference * other, axis=1)) >= 0.9999
 
 
+def test_batch_size_cap_changes_nothing_but_batching(minilm, mixed_texts):
+    capped = DeweyEncoder(minilm.model, batch_size=3)
+    assert np.min(np.sum(capped.encode_documents(mixed_texts) * minilm.encode_documents(mixed_texts),
+                         axis=1)) >= 0.9999
+    with pytest.raises(ValueError, match="batch_size"):
+        DeweyEncoder(minilm.model, batch_size=0)
+
+
 def test_order_is_preserved(minilm, mixed_texts):
     reference = minilm.encode_documents(mixed_texts)
     perm = np.random.default_rng(0).permutation(len(mixed_texts))

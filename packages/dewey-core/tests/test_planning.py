@@ -74,3 +74,10 @@ def test_rank_chunks_top_k_and_errors():
         rank_chunks(unit([1, 0, 0]), chunks, [0, 1])
     with pytest.raises(ValueError, match="fusion weight"):
         fuse(np.ones(2), np.ones(2), 1.5)
+
+
+def test_max_batch_size_caps_sequences_per_batch():
+    batches = plan_batches([10] * 10, 10_000, padded=True, max_batch_size=4)
+    assert [len(b) for b in batches] == [4, 4, 2]
+    with pytest.raises(ValueError, match="batch_size"):
+        plan_batches([1], 100, padded=True, max_batch_size=0)

@@ -64,6 +64,7 @@ class TestDeweyTextEmbedder:
                 "dtype": None,
                 "max_length": None,
                 "token_budget": None,
+                "batch_size": None,
                 "model_options": None,
                 "prefix": "",
                 "suffix": "",
@@ -85,6 +86,7 @@ class TestDeweyTextEmbedder:
                 "dtype": "bfloat16",
                 "max_length": 64,
                 "token_budget": 1024,
+                "batch_size": None,
                 "model_options": {"pooling": "cls"},
                 "prefix": "p",
                 "suffix": "s",
@@ -98,13 +100,14 @@ class TestDeweyTextEmbedder:
         data = {
             "type": "haystack_dewey.embedders.DeweyTextEmbedder",
             "init_parameters": {"model": "m", "device": {"type": "single", "device": "cpu"},
-                                "dtype": "float32", "max_length": 64, "token_budget": 256,
+                                "dtype": "float32", "max_length": 64, "token_budget": 256, "batch_size": 8,
                                 "model_options": None, "prefix": "p", "suffix": "s", "prompt": "",
                                 "dim": 16, "progress_bar": True},
         }
         embedder = DeweyTextEmbedder.from_dict(data)
         assert embedder.model == "m" and embedder.device == CPU
-        assert (embedder.dtype, embedder.max_length, embedder.token_budget) == ("float32", 64, 256)
+        assert (embedder.dtype, embedder.max_length, embedder.token_budget, embedder.batch_size) == \
+            ("float32", 64, 256, 8)
         assert (embedder.prefix, embedder.suffix, embedder.prompt, embedder.dim) == ("p", "s", "", 16)
         assert embedder.progress_bar is True
         assert embedder.to_dict() == data  # round trip, and `data` itself left intact
@@ -190,6 +193,7 @@ class TestDeweyDocumentEmbedder:
                 "dtype": None,
                 "max_length": None,
                 "token_budget": None,
+                "batch_size": None,
                 "model_options": None,
                 "prefix": "",
                 "suffix": "",
@@ -257,3 +261,15 @@ class TestDeweyDocumentEmbedder:
         with pytest.raises(TypeError, match=r"list of Documents.*use DeweyTextEmbedder"):
             embedder.run(wrong)
         assert embedder._encoder is None
+
+
+def test_batch_size_reaches_the_encoder_and_keeps_results(minilm_path):
+    docs = [Document(content=f"Document number {i} about {topic}.")
+            for i, topic in enumerate(["saffron", "rivers", "python", "bridges", "tea"])]
+    capped = DeweyDocumentEmbedder(model=minilm_path, device="cpu", batch_size=2, progress_bar=False)
+    plain = DeweyDocumentEmbedder(model=minilm_path, device="cpu", progress_bar=False)
+    capped.warm_up()
+    assert capped._encoder.batch_size == 2
+    a = np.array([d.embedding for d in capped.run(docs)["documents"]])
+    b = np.array([d.embedding for d in plain.run(docs)["documents"]])
+    np.testing.assert_allclose(a, b, atol=1e-5)

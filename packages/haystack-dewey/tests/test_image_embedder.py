@@ -79,6 +79,7 @@ def test_to_dict():
             "dtype": None,
             "max_length": None,
             "token_budget": None,
+            "batch_size": None,
             "model_options": None,
             "dim": None,
             "progress_bar": True,

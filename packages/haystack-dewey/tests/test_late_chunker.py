@@ -78,6 +78,7 @@ def test_to_dict():
             "dtype": None,
             "max_length": None,
             "token_budget": None,
+            "batch_size": None,
             "model_options": None,
             "chunk_size": 128,
             "chunk_overlap": 0,

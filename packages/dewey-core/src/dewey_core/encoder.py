@@ -42,13 +42,18 @@ class DeweyEncoder:
     """
 
     def __init__(self, model: EncoderModel, *, max_length: int | None = None,
-                 token_budget: int | None = None, packed: bool | None = None) -> None:
+                 token_budget: int | None = None, batch_size: int | None = None,
+                 packed: bool | None = None) -> None:
         if max_length is not None and not 0 < max_length <= model.max_length:
             raise ValueError(f"max_length must be in [1, {model.max_length}] for this model, "
                              f"got {max_length}")
         self.model = model
         self.max_length = max_length or model.max_length
         self.token_budget = token_budget or model.default_token_budget()
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.batch_size = batch_size
         self.packed = (model.packing == "flash") if packed is None else packed
         if self.packed and model.packing == "none":
             raise ValueError(f"{model.family} models cannot run packed batches")
@@ -56,8 +61,8 @@ class DeweyEncoder:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None, max_length: int | None = None,
-                        *, token_budget: int | None = None, packed: bool | None = None,
-                        **model_options: Any) -> DeweyEncoder:
+                        *, token_budget: int | None = None, batch_size: int | None = None,
+                        packed: bool | None = None, **model_options: Any) -> DeweyEncoder:
         """Load (or reuse) a model from a local directory or a Hugging Face id.
 
         Args:
@@ -67,13 +72,15 @@ class DeweyEncoder:
             max_length: tokens per window (default: the model's own limit). Longer texts are
                 truncated by ``encode_*`` and windowed by ``late_chunk``.
             token_budget: padded tokens per batch (default 2048 on CPU, 16384 on GPU).
+            batch_size: at most this many sequences per batch as well (default: no cap).
             packed: padding-free batches; default on when flash-attention is usable.
             model_options: family options (e.g. ``pooling`` for dewey_en_beta).
         """
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         model = shared_model(name_or_path, device, dtype, **model_options)
-        return cls(model, max_length=max_length, token_budget=token_budget, packed=packed)
+        return cls(model, max_length=max_length, token_budget=token_budget, batch_size=batch_size,
+                   packed=packed)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -202,7 +209,8 @@ class DeweyEncoder:
              desc: str, extras: list | None = None) -> None:
         run_sequences(self.model.forward, sequences, consume,
                       pad_id=self.model.tokenizer.pad_id, device=self.model.device,
-                      token_budget=self.token_budget, packed=self.packed,
+                      token_budget=self.token_budget, max_batch_size=self.batch_size,
+                      packed=self.packed,
                       flash=self.model.packing == "flash", extras=extras,
                       show_progress=show_progress, desc=desc)
 

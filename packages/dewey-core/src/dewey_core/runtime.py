@@ -98,6 +98,7 @@ def run_sequences(
     pad_id: int,
     device: torch.device,
     token_budget: int,
+    max_batch_size: int | None = None,
     packed: bool = False,
     flash: bool = False,
     extras: Sequence[Any] | None = None,
@@ -110,7 +111,7 @@ def run_sequences(
     out-of-memory a batch is halved and retried (logged once per call).
     """
     lengths = [len(s) for s in sequences]
-    batches = plan_batches(lengths, token_budget, padded=not packed)
+    batches = plan_batches(lengths, token_budget, padded=not packed, max_batch_size=max_batch_size)
     total = sum(lengths)
     if show_progress is None:
         show_progress = total >= AUTO_PROGRESS_MIN_TOKENS

@@ -26,11 +26,12 @@ def resolve_device(device: ComponentDevice | str | None) -> ComponentDevice:
 
 
 def load_encoder(model: str, device: ComponentDevice, dtype: str | None, max_length: int | None,
-                 token_budget: int | None, model_options: dict[str, Any] | None) -> DeweyEncoder:
+                 token_budget: int | None, model_options: dict[str, Any] | None,
+                 batch_size: int | None = None) -> DeweyEncoder:
     """Load the encoder; the model itself is shared per (model, device, dtype) by dewey_core."""
     return DeweyEncoder.from_pretrained(model, device=device.to_torch_str(), dtype=dtype,
                                         max_length=max_length, token_budget=token_budget,
-                                        **(model_options or {}))
+                                        batch_size=batch_size, **(model_options or {}))
 
 
 def encoder_parameters(component: Any) -> dict[str, Any]:
@@ -41,6 +42,7 @@ def encoder_parameters(component: Any) -> dict[str, Any]:
         "dtype": component.dtype,
         "max_length": component.max_length,
         "token_budget": component.token_budget,
+        "batch_size": component.batch_size,
         "model_options": component.model_options,
     }
 
@@ -75,12 +77,13 @@ class EncoderComponent:
     dtype: str | None
     max_length: int | None
     token_budget: int | None
+    batch_size: int | None
     model_options: dict[str, Any] | None
     _encoder: DeweyEncoder | None
 
     def _set_encoder_params(self, *, model: str, device: ComponentDevice | str | None,
                             dtype: str | None = None, max_length: int | None = None,
-                            token_budget: int | None = None,
+                            token_budget: int | None = None, batch_size: int | None = None,
                             model_options: dict[str, Any] | None = None) -> None:
         """Stores the loading parameters (the device resolved); the model loads on :meth:`warm_up`."""
         self.model = model
@@ -88,6 +91,7 @@ class EncoderComponent:
         self.dtype = dtype
         self.max_length = max_length
         self.token_budget = token_budget
+        self.batch_size = batch_size
         self.model_options = model_options
         self._encoder = None
 
@@ -104,7 +108,7 @@ class EncoderComponent:
     def _load_encoder(self) -> DeweyEncoder:
         """Loads the encoder from the stored parameters; a subclass may check what it got."""
         return load_encoder(self.model, self.device, self.dtype, self.max_length, self.token_budget,
-                            self.model_options)
+                            self.model_options, self.batch_size)
 
 
 def check_documents(documents: Any, component: str, hint: str) -> list[Document]:

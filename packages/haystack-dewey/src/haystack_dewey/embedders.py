@@ -45,6 +45,7 @@ class DeweyTextEmbedder(EncoderComponent):
         dtype: str | None = None,
         max_length: int | None = None,
         token_budget: int | None = None,
+        batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
         prefix: str = "",
         suffix: str = "",
@@ -59,7 +60,9 @@ class DeweyTextEmbedder(EncoderComponent):
         :param max_length: Tokens per text (default: the model's own limit); longer texts keep
             their first tokens.
         :param token_budget: Tokens per forward batch (texts are sorted by length and batched by
-            tokens rather than by count, so this takes the place of ``batch_size``).
+            tokens; default 2048 on CPU, 16384 on GPU).
+        :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
+            (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
         :param prefix: Text added before the query (after the model's prompt).
         :param suffix: Text added after the query.
@@ -69,7 +72,8 @@ class DeweyTextEmbedder(EncoderComponent):
         :param progress_bar: Show a progress bar.
         """
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
-                                 token_budget=token_budget, model_options=model_options)
+                                 token_budget=token_budget, batch_size=batch_size,
+                                 model_options=model_options)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt
@@ -130,6 +134,7 @@ class DeweyDocumentEmbedder(EncoderComponent):
         dtype: str | None = None,
         max_length: int | None = None,
         token_budget: int | None = None,
+        batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
         prefix: str = "",
         suffix: str = "",
@@ -146,7 +151,9 @@ class DeweyDocumentEmbedder(EncoderComponent):
         :param max_length: Tokens per document (default: the model's own limit); longer
             documents keep their first tokens (use DeweyLateChunker to cover all of them).
         :param token_budget: Tokens per forward batch (documents are sorted by length and
-            batched by tokens rather than by count, so this takes the place of ``batch_size``).
+            batched by tokens; default 2048 on CPU, 16384 on GPU).
+        :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
+            (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
         :param prefix: Text added before each document's text (after the model's prompt).
         :param suffix: Text added after each document's text.
@@ -157,7 +164,8 @@ class DeweyDocumentEmbedder(EncoderComponent):
         :param progress_bar: Show a progress bar.
         """
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
-                                 token_budget=token_budget, model_options=model_options)
+                                 token_budget=token_budget, batch_size=batch_size,
+                                 model_options=model_options)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt

@@ -49,6 +49,7 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         dtype: str | None = None,
         max_length: int | None = None,
         token_budget: int | None = None,
+        batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
         dim: int | None = None,
         progress_bar: bool = True,
@@ -60,7 +61,9 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         :param device: Device to run on (default: CUDA when available, else CPU).
         :param dtype: ``"bfloat16"``, ``"float16"``, ``"float32"``; default bfloat16 on CUDA.
         :param max_length: Tokens per sequence (default: the model's own limit).
-        :param token_budget: Tokens per forward batch (this takes the place of ``batch_size``).
+        :param token_budget: Tokens per forward batch (default 2048 on CPU, 16384 on GPU).
+        :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
+            (default: no cap).
         :param model_options: Family options passed to the loader.
         :param dim: Output size (Jasper has a trained head per size: 12288/1024/512/256).
         :param progress_bar: Show a progress bar.
@@ -68,7 +71,8 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         self.file_path_meta_field = file_path_meta_field
         self.root_path = root_path
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
-                                 token_budget=token_budget, model_options=model_options)
+                                 token_budget=token_budget, batch_size=batch_size,
+                                 model_options=model_options)
         self.dim = dim
         self.progress_bar = progress_bar
 

@@ -64,6 +64,7 @@ class DeweyLateChunker(EncoderComponent):
         dtype: str | None = None,
         max_length: int | None = None,
         token_budget: int | None = None,
+        batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
         chunk_size: int = 256,
         chunk_overlap: int = 0,
@@ -80,7 +81,9 @@ class DeweyLateChunker(EncoderComponent):
         :param dtype: ``"bfloat16"``, ``"float16"``, ``"float32"``; default bfloat16 on CUDA.
         :param max_length: Tokens per model window (default: the model's own limit). Longer
             documents are encoded in windows that carry the document's opening tokens.
-        :param token_budget: Tokens per forward batch (this takes the place of ``batch_size``).
+        :param token_budget: Tokens per forward batch (default 2048 on CPU, 16384 on GPU).
+        :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
+            (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
         :param chunk_size: Tokens per chunk for whole documents.
         :param chunk_overlap: Tokens shared by consecutive chunks of whole documents.
@@ -95,7 +98,8 @@ class DeweyLateChunker(EncoderComponent):
         :param progress_bar: Show a progress bar.
         """
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
-                                 token_budget=token_budget, model_options=model_options)
+                                 token_budget=token_budget, batch_size=batch_size,
+                                 model_options=model_options)
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.chunking = chunking

@@ -152,6 +152,11 @@ def test_empty_or_whitespace_document(minilm, text):
     np.testing.assert_allclose(doc.global_embedding, minilm.encode_documents([text])[0], atol=1e-5)
 
 
+def test_no_documents_give_no_results(minilm):
+    assert minilm.late_chunk([]) == []
+    assert minilm.late_chunk([], spans=[]) == []
+
+
 def test_span_in_whitespace_only_document_gets_the_global_vector(minilm):
     doc = minilm.late_chunk(["    "], spans=[[(0, 4)]])[0]
     np.testing.assert_allclose(doc.chunks[0].embedding, doc.global_embedding, atol=1e-6)

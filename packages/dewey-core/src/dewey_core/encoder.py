@@ -167,6 +167,8 @@ class DeweyEncoder:
         policy = WindowPolicy(context_tokens, window_overlap)
         if spans is not None:
             spans = check_spans(spans, texts, allow_overlap=allow_overlap)
+        if not texts:
+            return []
         toks = self.model.tokenizer.tokenize(texts, self.model.prompts.document)
         ranges, char = [], []
         for d, (text, tok) in enumerate(zip(texts, toks, strict=True)):

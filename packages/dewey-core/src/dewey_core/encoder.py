@@ -23,7 +23,7 @@ from dewey_core.pooling import content_mean, pool, segment_sums
 from dewey_core.runtime import run_sequences
 from dewey_core.tokenization import TokenizedText
 from dewey_core.types import Chunk, LateChunkedDocument
-from dewey_core.windowing import Window, WindowPolicy, plan_windows
+from dewey_core.windowing import Window, WindowPolicy, capacity, plan_windows
 
 _MEAN_MODES = ("mean", "mean_no_prompt", "content_mean")
 
@@ -202,7 +202,8 @@ class DeweyEncoder:
         return self.model.tokenizer.prefix_ids, self.model.tokenizer.suffix_ids
 
     def _room(self, tok: TokenizedText) -> int:
-        return self.max_length - self.model.tokenizer.num_special - len(tok.prompt_ids)
+        """Content tokens that fit in one window after special and prompt tokens."""
+        return capacity(self.max_length, self.model.tokenizer.num_special, len(tok.prompt_ids))
 
     def _available_dims(self) -> tuple[int, ...]:
         return (*self.model.head_dims, self.dimension)
@@ -268,8 +269,6 @@ class DeweyEncoder:
 
 
 def _truncated(tok: TokenizedText, room: int) -> TokenizedText:
-    if room < 1:
-        raise ValueError(f"the prompt ({len(tok.prompt_ids)} tokens) leaves no room for text")
     if len(tok) <= room:
         return tok
     return TokenizedText(tok.prompt_ids, tok.ids[:room], tok.starts[:room], tok.ends[:room])

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -34,6 +35,7 @@ from dewey_core.evaluation.contextual import ContextualSet, named_chunk_texts
 from dewey_core.evaluation.longembed import DocumentRetrievalSet
 from dewey_core.scoring import DEFAULT_FUSION_WEIGHT, rank_chunks, rank_documents
 from dewey_core.types import LateChunkedDocument
+from dewey_core.windowing import capacity
 
 NAIVE, LATE, LATE_FUSION = "naive", "late", "late + fusion"
 PLAIN, PLAIN_FUSION = "late, plain windows", "late + fusion, plain windows"
@@ -95,10 +97,13 @@ def evaluate_contextual(encoder: DeweyEncoder, data: ContextualSet, *,
     first_chunk = np.cumsum([0] + [len(doc.spans) for doc in data.documents])
     relevant = [int(first_chunk[q.doc]) + q.chunk for q in data.queries]
     queries = encoder.encode_queries([q.text for q in data.queries])
-    tokens = float(np.mean(encoder.count_tokens(texts)))
-    # A fact is "deep" when its paragraph starts after the first window's content tokens.
-    room = _window_room(encoder)
-    deep = np.array([encoder.count_tokens([texts[q.doc][:spans[q.doc][q.chunk][0]]])[0] >= room
+    # Tokenised once: lengths, and whether a fact's paragraph starts after the first window's
+    # content tokens ("deep").
+    toks = encoder.model.tokenizer.tokenize(texts, encoder.model.prompts.document)
+    tokens = float(np.mean([len(t) for t in toks]))
+    special = encoder.model.tokenizer.num_special
+    deep = np.array([bisect_left(toks[q.doc].starts, spans[q.doc][q.chunk][0])
+                     >= capacity(encoder.max_length, special, len(toks[q.doc].prompt_ids))
                      for q in data.queries])
 
     runs: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
@@ -157,9 +162,3 @@ def _late_runs(docs: list[LateChunkedDocument], doc_of_chunk: list[int]):
     globals_ = np.stack([d.global_embedding for d in docs])[doc_of_chunk]
     return (chunks, None), (chunks, globals_)
 
-
-def _window_room(encoder: DeweyEncoder) -> int:
-    """Content tokens in the first window: the window less special and prompt tokens."""
-    tokenizer = encoder.model.tokenizer
-    prompt = tokenizer.tokenize([""], encoder.model.prompts.document)[0].prompt_ids
-    return encoder.max_length - tokenizer.num_special - len(prompt)

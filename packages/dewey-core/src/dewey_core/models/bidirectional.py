@@ -15,15 +15,13 @@ import torch
 from transformers import Qwen2Config, Qwen2Model
 from transformers.masking_utils import create_bidirectional_mask
 
-from dewey_core.models.checkpoint import build_module
+from dewey_core.models.checkpoint import NOT_MODEL_CONFIG, build_module
 from dewey_core.runtime import Batch, packed_block_mask
 from dewey_core.tokenization import TextTokenizer, TokenizedText
 
-_NOT_MODEL_CONFIG = ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype")
-
 
 def qwen2_config(raw: dict[str, Any], attn: str) -> Qwen2Config:
-    config = Qwen2Config(**{k: v for k, v in raw.items() if k not in _NOT_MODEL_CONFIG},
+    config = Qwen2Config(**{k: v for k, v in raw.items() if k not in NOT_MODEL_CONFIG},
                          attn_implementation=attn)
     config.use_cache = False
     if "sliding_attention" in config.layer_types:

@@ -41,6 +41,10 @@ def _listing(keys: list[str]) -> str:
     return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
 
 
+#: config.json fields that describe the checkpoint, not the transformers model config.
+NOT_MODEL_CONFIG = ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

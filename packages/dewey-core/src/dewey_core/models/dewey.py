@@ -37,6 +37,7 @@ from transformers import ModernBertConfig, ModernBertModel
 from dewey_core.devices import attention_implementation
 from dewey_core.models.base import EncoderModel, Prompts
 from dewey_core.models.checkpoint import (
+    NOT_MODEL_CONFIG,
     CheckpointKeyError,
     build_module,
     linear_from,
@@ -54,14 +55,21 @@ QUERY_PROMPT = "<|START_INSTRUCTION|>Answer the question<|END_INSTRUCTION|>"
 DOCUMENT_PROMPT = "<|START_INSTRUCTION|>Candidate document<|END_INSTRUCTION|>"
 #: Checkpoint pooling names -> engine pooling modes (see :mod:`dewey_core.pooling`).
 POOLINGS = {"cls": "cls", "mean": "content_mean", "cls_add_mean": "cls_add_mean"}
-_NOT_MODEL_CONFIG = ("architectures", "auto_map", "vector_size", "single_vector_type",
-                     "transformers_version", "torch_dtype", "dtype")
+_NOT_MODEL_CONFIG = (*NOT_MODEL_CONFIG, "vector_size", "single_vector_type")
 #: ModernBERT masked-LM head weights: known, unused for embeddings.
 #: Longest window under SDPA/eager (32K tokens measured at 17.7 GiB on an H200).
 DENSE_MASK_MAX_LENGTH = 32_768
 ATTENTIONS = ("flash_attention_2", "flex_attention", "sdpa", "eager")
 _MLM_KEYS = ("head.dense.weight", "head.norm.weight", "head.norm.bias", "decoder.weight",
              "decoder.bias")
+
+
+def pooling_name(config: dict[str, Any], pooling: str | None) -> str:
+    """The asked pooling, else the checkpoint's ``single_vector_type``; validated."""
+    name = pooling or config.get("single_vector_type", "cls_add_mean")
+    if name not in POOLINGS:
+        raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {name!r}")
+    return name
 
 
 def is_dewey(path: Path, config: dict[str, Any]) -> bool:
@@ -78,10 +86,8 @@ class DeweyModel(EncoderModel):
                  pooling: str | None = None, attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         raw = read_json(path / "config.json")
-        pooling = pooling or raw.get("single_vector_type", "cls_add_mean")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
-        self.pooling_name, self.pooling = pooling, POOLINGS[pooling]
+        self.pooling_name = pooling_name(raw, pooling)
+        self.pooling = POOLINGS[self.pooling_name]
         # flex_attention builds block-sparse masks (memory linear in length): the way to a
         # 128K-token document on a GPU without flash-attn. Packed batches need flash or SDPA.
         attn = attention or attention_implementation(device)
@@ -152,11 +158,9 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *, pooling: str |
     if trust_remote_code:
         from dewey_core.models.remote import RemoteCodeModel
 
-        pooling = pooling or read_json(path / "config.json").get("single_vector_type", "cls_add_mean")
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
-        return RemoteCodeModel(path, device, dtype, family="dewey", pooling=POOLINGS[pooling],
+        raw = read_json(path / "config.json")
+        return RemoteCodeModel(path, device, dtype, family="dewey",
+                               pooling=POOLINGS[pooling_name(raw, pooling)],
                                prompts=Prompts(QUERY_PROMPT, DOCUMENT_PROMPT),
-                               max_length=int(read_json(path / "config.json")
-                                              .get("max_position_embeddings", 8192)))
+                               max_length=int(raw.get("max_position_embeddings", 8192)))
     return DeweyModel(path, device, dtype, pooling=pooling, attention=attention)

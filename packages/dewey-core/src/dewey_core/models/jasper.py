@@ -54,7 +54,7 @@ from dewey_core.models.checkpoint import (
     take_prefix,
 )
 from dewey_core.models.images import ImagePreprocessor, open_image
-from dewey_core.models.sentence_transformers import read_prompts
+from dewey_core.models.sentence_transformers import read_max_seq_length, read_prompts
 from dewey_core.models.stella import select_head
 from dewey_core.pooling import Layout
 from dewey_core.runtime import Batch
@@ -129,9 +129,8 @@ class JasperModel(EncoderModel):
         prompts = read_prompts(path)
         named = {"s2p_query": S2P_QUERY, "s2s_query": S2S_QUERY, **prompts.named}
         self.prompts = Prompts(query=named["s2p_query"], document="", named=named)
-        bert_cfg = path / "sentence_bert_config.json"
-        seq = read_json(bert_cfg).get("max_seq_length") if bert_cfg.is_file() else None
-        self.max_length = min(int(seq or DEFAULT_MAX_LENGTH), text_config.max_position_embeddings)
+        self.max_length = min(read_max_seq_length(path) or DEFAULT_MAX_LENGTH,
+                              text_config.max_position_embeddings)
 
     def _image_token_ids(self, raw: dict[str, Any]) -> tuple[int, int, int]:
         ids = []
@@ -209,7 +208,7 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *, vector_dim: in
         model = RemoteCodeModel(path, device, dtype, family="jasper", pooling="mean",
                                 prompts=Prompts(S2P_QUERY, "", {"s2p_query": S2P_QUERY,
                                                                 "s2s_query": S2S_QUERY}),
-                                max_length=DEFAULT_MAX_LENGTH, heads={})
+                                max_length=read_max_seq_length(path) or DEFAULT_MAX_LENGTH, heads={})
         model.heads = {d: getattr(model.backbone, f"vector_linear_{d}")
                        for d in (12288, 1024, 512, 256)
                        if hasattr(model.backbone, f"vector_linear_{d}")}

@@ -44,6 +44,13 @@ def read_prompts(path: Path) -> Prompts:
     return Prompts(query=query, document=document, named=named)
 
 
+def read_max_seq_length(path: Path) -> int | None:
+    """``max_seq_length`` from ``sentence_bert_config.json``, if the folder has one."""
+    cfg_path = path / "sentence_bert_config.json"
+    seq = read_json(cfg_path).get("max_seq_length") if cfg_path.is_file() else None
+    return int(seq) if seq else None
+
+
 def read_pooling(path: Path) -> tuple[str, bool]:
     """Pooling mode and ``include_prompt`` from a sentence-transformers Pooling folder."""
     cfg = read_json(path / "config.json")
@@ -116,13 +123,10 @@ class SentenceTransformerModel(EncoderModel):
         self.max_length = self._max_length(transformer_dir, tokenizer_limit)
 
     def _max_length(self, transformer_dir: Path, tokenizer_limit: int) -> int:
-        cfg_path = transformer_dir / "sentence_bert_config.json"
         # RoBERTa-style configs count 2 padding positions in max_position_embeddings (514).
         limit = min(getattr(self.backbone.config, "max_position_embeddings", None) or 512,
                     tokenizer_limit if 0 < tokenizer_limit < 10**9 else 10**9)
-        if cfg_path.is_file() and read_json(cfg_path).get("max_seq_length"):
-            return min(int(read_json(cfg_path)["max_seq_length"]), limit)
-        return limit
+        return min(read_max_seq_length(transformer_dir) or limit, limit)
 
     def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
         if self.dense is None:

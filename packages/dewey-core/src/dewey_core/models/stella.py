@@ -33,7 +33,13 @@ from dewey_core.models.bidirectional import (
     qwen2_config,
 )
 from dewey_core.models.checkpoint import load_tokenizer, read_json, read_state, refuse_leftovers, take_prefix
-from dewey_core.models.sentence_transformers import load_dense, read_modules, read_pooling, read_prompts
+from dewey_core.models.sentence_transformers import (
+    load_dense,
+    read_max_seq_length,
+    read_modules,
+    read_pooling,
+    read_prompts,
+)
 from dewey_core.runtime import Batch
 
 _DENSE_DIR = re.compile(r"^2_Dense(_\d+)?$")
@@ -87,9 +93,8 @@ class StellaModel(EncoderModel):
             self.pooling = "mean_no_prompt"
         self.tokenizer = QwenTextTokenizer(load_tokenizer(path))
         self.prompts = read_prompts(path)
-        bert_cfg = path / "sentence_bert_config.json"
-        seq = read_json(bert_cfg).get("max_seq_length") if bert_cfg.is_file() else None
-        self.max_length = min(int(seq or DEFAULT_MAX_LENGTH), config.max_position_embeddings)
+        self.max_length = min(read_max_seq_length(path) or DEFAULT_MAX_LENGTH,
+                              config.max_position_embeddings)
 
     def _default_dim(self, path: Path, vector_dim: int | None) -> int:
         if vector_dim is not None:
@@ -117,7 +122,8 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *, vector_dim: in
 
         heads = {d[0].out_features: d for d in (load_dense(f) for f in dense_dirs(path))}
         return RemoteCodeModel(path, device, dtype, family="stella", pooling="mean",
-                               prompts=read_prompts(path), max_length=DEFAULT_MAX_LENGTH,
+                               prompts=read_prompts(path),
+                               max_length=read_max_seq_length(path) or DEFAULT_MAX_LENGTH,
                                heads={k: v.to(device) for k, v in heads.items()},
                                dimension=vector_dim or (1024 if 1024 in heads else max(heads)))
     return StellaModel(path, device, dtype, vector_dim=vector_dim)

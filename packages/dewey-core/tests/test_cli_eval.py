@@ -16,7 +16,8 @@ def report(minilm_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     code = main(["eval", "--out", str(out), "--model", minilm_path, "--device", "cpu",
                  "--contextual-lengths", "150,400", "--passkey-lengths", "256,512",
-                 "--needle-lengths", "256", "--documents", "4", "--contextual-documents", "4"])
+                 "--needle-lengths", "256", "--documents", "4", "--contextual-documents", "4",
+                 "--window-length", "600", "--window-settings", "0:0,8:4"])
     return code, out
 
 
@@ -25,7 +26,7 @@ def test_writes_markdown_json_and_plots(report):
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     tasks = {s["task"] for s in results["scores"]}
-    assert tasks == {"contextual", "passkey", "needle"}
+    assert tasks == {"contextual", "passkey", "needle", "windows"}
     markdown = (out / "results.md").read_text()
     # Every measured number is in its task's table, at its row and length column.
     for s in results["scores"]:
@@ -35,7 +36,10 @@ def test_writes_markdown_json_and_plots(report):
         row = next(r for r in rows if r.startswith(f"| {s['method']} | {s['metric']} |"))
         assert row.split(" | ")[2 + lengths.index(s["length"])].strip(" |") == f"{s['value']:.3f}"
     assert sorted({s["length"] for s in results["scores"] if s["task"] == "passkey"}) == [256, 512]
-    for task in tasks:
+    assert [m for m in dict.fromkeys(s["method"] for s in results["scores"] if s["task"] == "windows")] \
+        == ["context 0, overlap 0", "context 8, overlap 4", "context 31, overlap 15 (default)"]
+    assert not (out / "windows.png").exists()  # settings at one length: a table, no plot
+    for task in tasks - {"windows"}:
         png = out / f"{task}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(png).shape
@@ -57,3 +61,6 @@ def test_task_subset_and_bad_lengths(minilm_path, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--out", str(tmp_path), "--passkey-lengths", "256,lots"])
     assert re.search(r"comma-separated token counts", capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(["eval", "--out", str(tmp_path), "--window-settings", "32"])
+    assert re.search(r"CONTEXT:OVERLAP token pairs", capsys.readouterr().err)

@@ -16,10 +16,13 @@ from dewey_core.evaluation import (
     NAIVE,
     NDCG_AT_10,
     PLAIN,
+    POSITIONS_PER_TOKEN,
     RECALL_AT_1,
     REFERENCE,
+    WINDOWS,
     contextual_set,
     evaluate_contextual,
+    evaluate_window_settings,
     markdown_report,
 )
 
@@ -104,3 +107,21 @@ def test_report_lists_every_method(scores):
     assert {NAIVE, LATE, LATE_FUSION, PLAIN, REFERENCE} <= methods
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert not any(re.search("plain", m) for (n, m, _) in scores if n == SHORT)  # one window: no rows
+
+
+def test_window_settings_report_quality_and_cost(minilm, sets):
+    measured = evaluate_window_settings(minilm, sets[LONG], settings=[(0, 0), (16, 0), (16, 16)])
+    by = {(s.method, s.metric): s.value for s in measured}
+    methods = list(dict.fromkeys(s.method for s in measured))
+    # The settings asked for, in order, then the encoder's default (31 + 15 in a 254-token window).
+    assert methods == ["context 0, overlap 0", "context 16, overlap 0", "context 16, overlap 16",
+                       "context 31, overlap 15 (default)"]
+    cost = [by[(m, POSITIONS_PER_TOKEN)] for m in methods]
+    # Each window runs its special tokens plus the carried lead; windows hold 254 content tokens.
+    assert 1.0 < cost[0] < 1.02 < cost[1] < cost[2] and cost[3] > cost[1]
+    assert cost[3] == pytest.approx(256 / (254 - 46), rel=0.05)
+    plain, carried = (by[(m, RECALL_AT_1)] for m in methods[:2])
+    assert carried >= plain + 0.15
+    assert all(s.task == WINDOWS and s.length == LONG for s in measured)
+    table = markdown_report(measured)
+    assert "### windows" in table and "positions run per token" in table

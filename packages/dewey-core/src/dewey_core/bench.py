@@ -138,6 +138,12 @@ class Timing:
     def items_per_second(self) -> float:
         return self.items / self.median_seconds
 
+    @property
+    def positions_per_second(self) -> float | None:
+        """The model's work rate: equal rates mean equal speed per position, so throughput
+        differences then come from how many positions each method runs."""
+        return None if self.computed is None else self.computed / self.median_seconds
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -191,7 +197,8 @@ class BenchResults:
                 "comparisons": [{**asdict(c), "timings": [
                     {**asdict(t), "median_seconds": t.median_seconds,
                      "tokens_per_second": t.tokens_per_second,
-                     "items_per_second": t.items_per_second} for t in c.timings]}
+                     "items_per_second": t.items_per_second,
+                     "positions_per_second": t.positions_per_second} for t in c.timings]}
                     for c in self.comparisons],
                 "scaling": [{**asdict(p), "tokens_per_second": p.tokens_per_second}
                             for p in self.scaling]}

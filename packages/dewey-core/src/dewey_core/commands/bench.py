@@ -199,7 +199,9 @@ def _n(x: float) -> str:
 
 
 def _computed(t: bench.Timing) -> str:
-    return "n/a" if t.computed is None else f"{t.computed:,} ({t.computed / t.tokens:.2f}x)"
+    if t.computed is None:
+        return "n/a | n/a"
+    return f"{t.computed:,} ({t.computed / t.tokens:.2f}x) | {_n(t.positions_per_second)}"
 
 
 def headline_ratios(results: bench.BenchResults) -> list[tuple[str, float, float]]:
@@ -231,8 +233,8 @@ def markdown_report(results: bench.BenchResults, plots: list[str] = ()) -> str:
         lines += [f"| {d} | **{r:.2f}x** | >= {t:.1f}x |" for d, r, t in ratios] + [""]
     for c in results.comparisons:
         lines += [f"### {c.name.capitalize()}", "", c.corpus + ".", "",
-                  "| method | median s | items/s | tokens/s | vectors | positions run (vs tokens) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "| method | median s | items/s | tokens/s | vectors | positions run (vs tokens) "
+                  "| positions/s |", "| --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {t.method} | {t.median_seconds:.2f} | {_n(t.items_per_second)} | "
                   f"{_n(t.tokens_per_second)} | {t.outputs:,} | {_computed(t)} |" for t in c.timings]
         lines.append("")

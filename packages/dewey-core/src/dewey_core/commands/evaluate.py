@@ -1,7 +1,9 @@
-"""``dewey eval --out DIR``: the contextual-retrieval set and the passkey and needle tasks.
+"""``dewey eval --out DIR``: the contextual-retrieval set, the passkey and needle tasks, and the
+windowing settings.
 
 Compares naive per-chunk embeddings, late chunking and late chunking with score fusion (plus
 plain windows on long documents and the document vector alone) at the lengths asked for, and
+late chunking's quality and cost for several carried-context / overlap settings, and
 writes ``results.md`` (a Markdown table per task), ``results.json`` (every measured number) and
 ``<task>.png`` (score vs document length, one line per method) into DIR.
 
@@ -21,7 +23,7 @@ from dewey_core.commands.embed import add_model_options, load_encoder
 from dewey_core.evaluation import EvaluationConfig, markdown_report, plot_scores, run_evaluation
 
 _DEFAULTS = EvaluationConfig()
-TASKS = ("contextual", "passkey", "needle")
+TASKS = ("contextual", "passkey", "needle", "windows")
 
 
 def _lengths(value: str) -> tuple[int, ...]:
@@ -40,6 +42,17 @@ def _tasks(value: str) -> tuple[str, ...]:
     if unknown or not tasks:
         raise argparse.ArgumentTypeError(f"tasks must be among {', '.join(TASKS)}; got {value!r}")
     return tasks
+
+
+def _settings(value: str) -> tuple[tuple[int, int], ...]:
+    try:
+        pairs = tuple(tuple(int(n) for n in item.split(":")) for item in value.split(",") if item.strip())
+    except ValueError:
+        pairs = ((),)
+    if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected comma-separated CONTEXT:OVERLAP token pairs "
+                                         f"(e.g. 0:0,32:16), got {value!r}")
+    return pairs  # type: ignore[return-value]
 
 
 def _joined(lengths: tuple[int, ...]) -> str:
@@ -65,6 +78,12 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                    help=f"places in the contextual set (default {_DEFAULTS.contextual_documents})")
     p.add_argument("--chunk-size", type=int, default=_DEFAULTS.chunk_size,
                    help=f"chunk size for passkey/needle documents (default {_DEFAULTS.chunk_size})")
+    p.add_argument("--window-settings", type=_settings, default=_DEFAULTS.window_settings,
+                   help="windows task: CONTEXT:OVERLAP pairs, the default setting is added (default "
+                        + ",".join(f"{c}:{o}" for c, o in _DEFAULTS.window_settings) + ")")
+    p.add_argument("--window-length", type=int, default=_DEFAULTS.window_length,
+                   help="windows task: contextual document length in tokens "
+                        f"(default {_DEFAULTS.window_length})")
     p.add_argument("--fusion-weight", type=float, default=_DEFAULTS.fusion_weight)
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     return p
@@ -75,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         contextual_lengths=args.contextual_lengths if "contextual" in args.tasks else (),
         passkey_lengths=args.passkey_lengths if "passkey" in args.tasks else (),
         needle_lengths=args.needle_lengths if "needle" in args.tasks else (),
+        window_settings=args.window_settings if "windows" in args.tasks else (),
+        window_length=args.window_length,
         num_documents=args.documents, contextual_documents=args.contextual_documents,
         seed=args.seed, chunk_size=args.chunk_size, fusion_weight=args.fusion_weight)
     try:

@@ -23,6 +23,7 @@ from dewey_core.evaluation.runner import (
     METHOD_ORDER,
     NDCG_AT_10,
     RECALL_AT_1,
+    WINDOWS,
     Score,
 )
 
@@ -33,8 +34,9 @@ def _tasks(scores: Sequence[Score]) -> list[str]:
     return list(dict.fromkeys(s.task for s in scores))
 
 
-def _method_key(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+def _method_key(method: str) -> int:
+    # Methods outside METHOD_ORDER keep the order they were measured in (sorts are stable).
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
 def markdown_report(scores: Sequence[Score]) -> str:
@@ -58,7 +60,8 @@ def markdown_report(scores: Sequence[Score]) -> str:
 
 def plot_scores(scores: Sequence[Score], out_dir: str | Path, *, model: str = "") -> list[Path]:
     """Write ``<task>.png`` per task: the task's headline metric against measured document
-    length (tokens, log scale), one line per method. Returns the files written."""
+    length (tokens, log scale), one line per method. Returns the files written. The windows
+    task compares settings at one length, so it has a table and no plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,11 +71,13 @@ def plot_scores(scores: Sequence[Score], out_dir: str | Path, *, model: str = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for task in _tasks(scores):
+        if task == WINDOWS:
+            continue
         rows = [s for s in scores if s.task == task]
         metric = next(m for m in (*PLOTTED_METRICS, rows[0].metric) if any(s.metric == m for s in rows))
         rows = sorted((s for s in rows if s.metric == metric), key=lambda s: s.tokens)
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        for method in sorted({s.method for s in rows}, key=_method_key):
+        for method in sorted(dict.fromkeys(s.method for s in rows), key=_method_key):
             line = [s for s in rows if s.method == method]
             ax.plot([s.tokens for s in line], [s.value for s in line], marker="o", label=method)
         ax.set_xscale("log", base=2)

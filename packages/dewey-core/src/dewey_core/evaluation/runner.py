@@ -11,6 +11,9 @@ Methods, all on the same chunks of the same documents:
 - ``naive, subject written in (reference)`` (contextual set): each chunk with its subject's name
   prepended, an upper reference showing the facts are findable.
 
+:func:`evaluate_window_settings` measures the windowing knobs instead: late chunking on long
+documents for several ``(context_tokens, window_overlap)`` settings, each with its cost.
+
 Example:
     >>> from dewey_core import DeweyEncoder
     >>> from dewey_core.evaluation import contextual_set, evaluate_contextual
@@ -35,7 +38,7 @@ from dewey_core.evaluation.contextual import ContextualSet, named_chunk_texts
 from dewey_core.evaluation.longembed import DocumentRetrievalSet
 from dewey_core.scoring import DEFAULT_FUSION_WEIGHT, rank_chunks, rank_documents
 from dewey_core.types import LateChunkedDocument
-from dewey_core.windowing import capacity
+from dewey_core.windowing import WindowPolicy, capacity, plan_windows
 
 NAIVE, LATE, LATE_FUSION = "naive", "late", "late + fusion"
 PLAIN, PLAIN_FUSION = "late, plain windows", "late + fusion, plain windows"
@@ -45,6 +48,10 @@ METHOD_ORDER = (NAIVE, LATE, LATE_FUSION, PLAIN, PLAIN_FUSION, DOCUMENT_VECTOR, 
 
 RECALL_AT_1, NDCG_AT_10, DEEP_RECALL_AT_1, ACCURACY_AT_1 = (
     "recall@1", "ndcg@10", "recall@1 past window 1", "acc@1")
+POSITIONS_PER_TOKEN = "positions run per token"
+WINDOWS = "windows"
+WINDOW_SETTINGS = ((0, 0), (8, 0), (16, 8), (32, 16), (64, 32))
+"""``(context_tokens, window_overlap)`` pairs the windows task compares, from plain windows up."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,39 @@ def evaluate_contextual(encoder: DeweyEncoder, data: ContextualSet, *,
             measured[DEEP_RECALL_AT_1] = (recall_at_1(ranks[deep]), int(deep.sum()))
         scores += [Score("contextual", data.target_tokens, tokens, method, metric, value, n)
                      for metric, (value, n) in measured.items()]
+    return scores
+
+
+def evaluate_window_settings(encoder: DeweyEncoder, data: ContextualSet,
+                             settings: Sequence[tuple[int, int]] = WINDOW_SETTINGS) -> list[Score]:
+    """Late chunking's chunk Recall@1 and nDCG@10 for each ``(context_tokens, window_overlap)``
+    setting, and its cost: positions the model runs per content token (special tokens, carried
+    opening and overlap included). The encoder's default setting is added and marked."""
+    texts = [d.text for d in data.documents]
+    spans = [d.spans for d in data.documents]
+    doc_of_chunk = [d for d, doc in enumerate(data.documents) for _ in doc.spans]
+    first_chunk = np.cumsum([0] + [len(doc.spans) for doc in data.documents])
+    relevant = [int(first_chunk[q.doc]) + q.chunk for q in data.queries]
+    queries = encoder.encode_queries([q.text for q in data.queries])
+    tokenizer = encoder.model.tokenizer
+    toks = tokenizer.tokenize(texts, encoder.model.prompts.document)
+    n_tokens = sum(len(t) for t in toks)
+    room = capacity(encoder.max_length, tokenizer.num_special, len(toks[0].prompt_ids))
+    default = WindowPolicy().resolve(room)
+    scores = []
+    for context, overlap in dict.fromkeys([*settings, default]):
+        policy = WindowPolicy(context, overlap)
+        positions = sum(len(w.ids) for d, tok in enumerate(toks) for w in plan_windows(
+            d, tok, tokenizer.prefix_ids, tokenizer.suffix_ids, encoder.max_length, policy))
+        late = encoder.late_chunk(texts, spans=spans, context_tokens=context, window_overlap=overlap)
+        ranks = chunk_ranking_metrics(queries, np.concatenate([d.chunk_embeddings for d in late]),
+                                      doc_of_chunk, relevant, None, 0.0)
+        method = f"context {context}, overlap {overlap}" + (" (default)" if (context, overlap) == default
+                                                            else "")
+        scores += [Score(WINDOWS, data.target_tokens, n_tokens / len(toks), method, metric, value, n)
+                   for metric, value, n in ((RECALL_AT_1, recall_at_1(ranks), len(ranks)),
+                                            (NDCG_AT_10, ndcg_at_10(ranks), len(ranks)),
+                                            (POSITIONS_PER_TOKEN, positions / n_tokens, len(toks)))]
     return scores
 
 

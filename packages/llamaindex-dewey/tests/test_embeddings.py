@@ -150,3 +150,41 @@ def test_jasper_text_and_images_in_one_space(tiny_jasper, tmp_path):
     text = jasper.get_query_embedding("a red square")
     assert len(text) == len(vectors[0]) == jasper.dimension
     assert np.allclose(text, encoder.encode_queries(["a red square"])[0], atol=1e-5)
+
+
+def test_pipeline_embedding_keeps_the_parsers_contextual_vectors(minilm_path, topic_texts, model_calls):
+    from llama_index.core import Document
+    from llama_index.core.ingestion import IngestionPipeline
+
+    from llamaindex_dewey import DeweyNodeParser
+
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", chunk_size=64)
+    docs = [Document(text=topic_texts["lambda"], id_="lambda")]
+    parsed = [n.embedding for n in parser.get_nodes_from_documents(docs)]
+    model_calls.clear()
+    nodes = IngestionPipeline(transformations=[parser, DeweyEmbedding(model_name=minilm_path, device="cpu")]
+                              ).run(documents=docs)
+    assert [n.embedding for n in nodes] == parsed
+    assert model_calls["encode_documents"] == 0  # nothing embedded twice
+    nodes[0].embedding = None
+    DeweyEmbedding(model_name=minilm_path, device="cpu")(nodes)  # only the node without one
+    assert model_calls["encode_documents"] == 1 and nodes[0].embedding is not None
+
+
+def test_inputs_and_settings_are_checked(minilm_path, embed):
+    import copy
+
+    from pydantic import ValidationError
+
+    assert DeweyEmbedding(model_name=Path(minilm_path)).model_name == minilm_path
+    with pytest.raises(ValidationError, match="model"):
+        DeweyEmbedding(model=minilm_path)  # LangChain's spelling is not silently ignored
+    with pytest.raises(TypeError, match=r"texts must be a list of str, got str \(wrap"):
+        embed.get_text_embedding_batch("abc")
+    with pytest.raises(TypeError, match=r"texts\[1\] must be str, got NoneType"):
+        asyncio.run(embed.aget_text_embedding_batch(["a", None]))
+    embed.get_query_embedding("load")
+    changed = embed.model_copy(update={"max_length": 8})
+    assert changed._encoder is None and changed.encoder.max_length == 8 and embed.encoder.max_length != 8
+    clone = copy.deepcopy(embed)
+    assert clone._encoder is None and clone.get_query_embedding("x") == embed.get_query_embedding("x")

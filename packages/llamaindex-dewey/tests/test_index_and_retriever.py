@@ -121,3 +121,19 @@ def test_bad_arguments_are_refused(pipeline_nodes, embed, index):
         DeweyRetriever(embed, nodes=[TextNode(text="x", id_="bare")])
     with pytest.raises(TypeError, match=r"nodes\[0\] must be a LlamaIndex node, got str"):
         DeweyRetriever(embed, nodes=["text"])
+    with pytest.raises(TypeError, match=r"fusion weight must be a number in \[0, 1\], got str"):
+        DeweyRetriever(embed, nodes=pipeline_nodes, fusion_weight="0.5")
+    with pytest.raises(TypeError, match="embed_model must be a LlamaIndex BaseEmbedding"):
+        DeweyRetriever("local", nodes=pipeline_nodes)
+
+
+def test_no_nodes_retrieve_nothing(embed):
+    assert DeweyRetriever(embed, nodes=[]).retrieve("anything") == []
+
+
+def test_a_query_of_another_size_is_named(pipeline_nodes, index, minilm_path):
+    small = DeweyEmbedding(model_name=minilm_path, device="cpu", dim=64)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        DeweyRetriever(small, nodes=pipeline_nodes).retrieve("lambda")
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        DeweyRetriever(small, index=index).retrieve("lambda")

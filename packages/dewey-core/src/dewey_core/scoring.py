@@ -55,6 +55,8 @@ def similarity(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 def fuse(chunk_scores: np.ndarray, global_scores: np.ndarray | None,
          weight: float = DEFAULT_FUSION_WEIGHT) -> np.ndarray:
     """``(1 - weight) * chunk + weight * global``; the chunk scores alone without globals."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)):
+        raise TypeError(f"fusion weight must be a number in [0, 1], got {type(weight).__name__} {weight!r}")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
     if global_scores is None or weight == 0.0:

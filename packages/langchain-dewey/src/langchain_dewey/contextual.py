@@ -4,17 +4,20 @@
 LangChain vector stores hand an ``Embeddings`` object nothing but chunk texts, so the splitter
 files each contextual chunk vector twice: under the chunk's position ``(doc_id, start, end)``
 (exact; used by :class:`~langchain_dewey.DeweyRetriever`) and under a hash of the chunk text
-(used by ``embed_documents``). A text that occurs in several cached chunks keeps one vector per
-occurrence, oldest first; within one ``embed_documents`` call the n-th occurrence of that text
-gets the n-th cached vector (wrapping around), which is exactly right when the chunks are
-stored in the order the splitter produced them.
+(used by ``embed_documents``). Splitting a document again replaces everything filed for it.
+
+A text that occurs in several cached chunks (a shared footer, a repeated heading) keeps one
+vector per occurrence, in filing order. An ``embed_documents`` call in which the text occurs
+``m`` times gets the ``m`` most recently filed occurrences, in order: exactly right when the
+chunks of the latest split are stored in the order the splitter produced them, however many
+other documents with the same text were split before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,29 +62,35 @@ class ContextualVectorCache:
         self._lock = threading.Lock()
         self._by_position: OrderedDict[Position, tuple[str, np.ndarray]] = OrderedDict()
         self._by_text: dict[str, list[Position]] = {}
+        self._by_doc: dict[str, list[Position]] = {}
 
     def __len__(self) -> int:
         return len(self._by_position)
 
     def add(self, doc_id: str, chunks: Sequence[tuple[int, int, str, np.ndarray]]) -> None:
-        """File the chunks ``(start, end, text, vector)`` of one document."""
+        """File the chunks ``(start, end, text, vector)`` of one document, replacing whatever
+        was filed for ``doc_id`` before (an edited document's old chunks are stale)."""
         with self._lock:
+            for position in self._by_doc.get(doc_id, [])[:]:
+                self._forget(position)
             for start, end, text, vector in chunks:
                 position = (doc_id, start, end)
-                if position in self._by_position:  # same document split again: newest wins
+                if position in self._by_position:  # the same span twice (overlap allowed)
                     self._forget(position)
                 key = text_key(text)
                 self._by_position[position] = (key, vector)
                 self._by_text.setdefault(key, []).append(position)
+                self._by_doc.setdefault(doc_id, []).append(position)
             while len(self._by_position) > self.max_chunks:
                 self._forget(next(iter(self._by_position)))
 
     def _forget(self, position: Position) -> None:
         key, _ = self._by_position.pop(position)
-        positions = self._by_text[key]
-        positions.remove(position)
-        if not positions:
-            del self._by_text[key]
+        for index, name in ((self._by_text, key), (self._by_doc, position[0])):
+            positions = index[name]
+            positions.remove(position)
+            if not positions:
+                del index[name]
 
     def by_position(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
         with self._lock:
@@ -89,18 +98,21 @@ class ContextualVectorCache:
         return None if hit is None else hit[1]
 
     def by_text(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """A cached vector per text (``None`` where there is none), duplicates in order."""
-        seen: dict[str, int] = {}
+        """A cached vector per text (``None`` where there is none): a text occurring ``m``
+        times gets the ``m`` most recently filed occurrences, in filing order."""
+        keys = [text_key(text) for text in texts]
+        wanted = Counter(keys)
+        seen: Counter[str] = Counter()
         out: list[np.ndarray | None] = []
         with self._lock:
-            for text in texts:
-                key = text_key(text)
+            for key in keys:
                 positions = self._by_text.get(key)
                 if not positions:
                     out.append(None)
                     continue
-                n = seen.get(key, 0)
-                seen[key] = n + 1
+                first = max(len(positions) - wanted[key], 0)
+                n = first + seen[key]
+                seen[key] += 1
                 out.append(self._by_position[positions[n % len(positions)]][1])
         return out
 
@@ -108,3 +120,4 @@ class ContextualVectorCache:
         with self._lock:
             self._by_position.clear()
             self._by_text.clear()
+            self._by_doc.clear()

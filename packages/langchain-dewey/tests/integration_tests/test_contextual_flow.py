@@ -157,3 +157,27 @@ async def test_async_embedding_does_not_block_the_event_loop(embeddings, pydoc_t
     np.testing.assert_allclose(vectors, sync, atol=1e-5)
     np.testing.assert_allclose(await embeddings.aembed_query("lambda"), embeddings.embed_query("lambda"),
                                atol=1e-6)
+
+
+def test_documents_stored_one_at_a_time_keep_their_own_vector_for_a_shared_text(embeddings):
+    footer = "Contact the support team for more help."
+    docs = [Document("Saffron is the most expensive spice by weight.\n\n" + footer, id="spice"),
+            Document("Rust is a language with a borrow checker.\n\n" + footer, id="rust"),
+            Document("Rust now has a faster compiler and a new borrow checker.\n\n" + footer, id="rust")]
+    splitter = DeweyTextSplitter(embeddings, base_splitter=CharacterTextSplitter(
+        separator="\n\n", chunk_size=10, chunk_overlap=0))
+    store = InMemoryVectorStore(embeddings)
+    for doc in docs:  # the third is an edit of the second: same id, the footer moved
+        chunks = splitter.split_documents([doc])
+        store.add_documents(chunks)
+        [ref] = embeddings.encoder.late_chunk([doc.page_content], spans=[spans_of(chunks)])
+        np.testing.assert_allclose(stored_vectors(store, chunks), ref.chunk_embeddings, atol=1e-5)
+
+
+def test_cache_size_zero_turns_the_flow_off(minilm_path, corpus):
+    emb = DeweyEmbeddings(model=minilm_path, device="cpu", contextual_cache_chunks=0)
+    chunks = DeweyTextSplitter(emb, chunk_size=48).split_documents(corpus[:1])
+    assert len(chunks) > 1 and len(emb.contextual_cache) == 0
+    store = InMemoryVectorStore.from_documents(chunks, emb)
+    plain = emb.encoder.encode_documents([c.page_content for c in chunks])
+    np.testing.assert_allclose(stored_vectors(store, chunks), plain, atol=1e-5)

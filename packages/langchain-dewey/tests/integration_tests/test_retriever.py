@@ -135,3 +135,30 @@ def test_wrong_call_arguments(ingested):
         retriever.invoke("lambda", k=0)
     with pytest.raises(TypeError, match="k must be a positive int, got '3'"):
         retriever.invoke("lambda", k="3")
+
+
+async def test_ainvoke_takes_k_like_invoke(ingested):
+    _, store, _ = ingested
+    retriever = DeweyRetriever(vectorstore=store, k=1)
+    hits = await retriever.ainvoke("How do I leave a loop early?", k=3)
+    assert [h.id for h in hits] == [h.id for h in retriever.invoke("How do I leave a loop early?", k=3)]
+    assert len(hits) == 3
+
+
+def test_a_query_of_another_size_is_named(ingested, minilm_path):
+    from langchain_dewey import DeweyEmbeddings
+
+    _, store, _ = ingested
+    small = DeweyEmbeddings(model=minilm_path, device="cpu", dim=64)
+    retriever = DeweyRetriever(vectorstore=store, embeddings=small)
+    with pytest.raises(ValueError, match="dimension mismatch: the query vector has 64 dimensions, "
+                                         "the stored chunks 384"):
+        retriever.invoke("lambda")
+
+
+def test_chunks_without_a_document_vector_report_no_global_score(embeddings):
+    store = InMemoryVectorStore(embeddings)
+    store.add_texts(["Saffron is a spice.", "Rust is a language."])
+    [hit] = DeweyRetriever(vectorstore=store, k=1).invoke("spice")
+    assert hit.metadata["dewey_global_score"] is None
+    assert hit.metadata["dewey_score"] == pytest.approx(hit.metadata["dewey_chunk_score"])

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydantic
 import pytest
+from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_dewey import (
@@ -99,6 +100,8 @@ def test_splitter_refuses_wrong_inputs(emb):
         splitter.split_documents(["text"])
     with pytest.raises(TypeError, match=r"create_documents\(\) takes a list of str, got str"):
         splitter.create_documents("text")
+    with pytest.raises(TypeError, match=r"takes a list of Documents, got Document \(wrap"):
+        splitter.split_documents(Document("text"))
 
 
 def test_retriever_needs_dewey_embeddings_and_a_docstore_for_documents(emb):
@@ -147,3 +150,39 @@ def test_cache_forgets_oldest_first_and_resplit_replaces():
     cache.add("c", [(0, 1, "z", _v(3))])
     assert cache.by_text(["y", "x", "z"])[0] is None  # "b" was the oldest
     assert len(cache) == 2
+
+
+def test_cache_gives_the_latest_split_its_own_vector_for_a_shared_text():
+    cache = ContextualVectorCache(max_chunks=10)
+    cache.add("a", [(0, 4, "footer", _v(1))])
+    cache.add("b", [(10, 16, "footer", _v(2))])
+    assert cache.by_text(["footer"])[0][0] == 2  # b's chunks are stored next, on their own
+    cache.add("a", [(5, 11, "footer", _v(7))])  # "a" edited: its footer moved
+    assert cache.by_position("a", 0, 4) is None  # the stale position is gone
+    assert cache.by_text(["footer"])[0][0] == 7
+    assert [v[0] for v in cache.by_text(["footer", "footer"])] == [2, 7]
+
+
+def test_copies_and_pickles_find_their_model_again(emb):
+    import copy
+    import pickle
+
+    emb.contextual_cache.add("d", [(0, 1, "a", _v(1))])
+    emb._encoder = object()  # stands in for a loaded encoder
+    changed = emb.model_copy(update={"max_length": 4, "dim": 8})
+    assert (changed.max_length, changed.dim) == (4, 8) and changed._encoder is None
+    assert len(changed.contextual_cache) == 0 and len(emb.contextual_cache) == 1
+    with pytest.raises(pydantic.ValidationError, match="dim"):
+        emb.model_copy(update={"dim": -1})
+    for clone in (copy.copy(emb), copy.deepcopy(emb), emb.model_copy(deep=True),
+                  pickle.loads(pickle.dumps(emb))):
+        assert clone.model == emb.model and clone._encoder is None
+        assert clone.contextual_cache is not emb.contextual_cache and len(clone.contextual_cache) == 0
+    assert emb.model_copy().model_fields_set == emb.model_fields_set
+
+
+def test_retriever_settings_are_validated_on_assignment(emb):
+    store = InMemoryVectorStore(emb)
+    retriever = DeweyRetriever(vectorstore=store)
+    with pytest.raises(pydantic.ValidationError, match="k"):
+        retriever.k = 0

@@ -7,11 +7,12 @@ The model is loaded lazily on first use, and dewey_core shares one loaded model 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from dewey_core import DeweyEncoder
 
@@ -36,7 +37,28 @@ class EncoderSettings(BaseModel):
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Model family options, e.g. {'pooling': 'mean'}.")
 
+    # Unknown keywords (say LangChain's ``model=``) are errors, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
     _encoder: DeweyEncoder | None = PrivateAttr(default=None)
+
+    @field_validator("model_name", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
+        """A copy with ``update`` applied; it finds its model again on first use (an update
+        may name another model, device or window)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied._encoder = None
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None):
+        memo = {} if memo is None else memo
+        if self._encoder is not None:  # never deep-copy the loaded weights
+            memo[id(self._encoder)] = None
+        return super().__deepcopy__(memo)
 
     @property
     def encoder(self) -> DeweyEncoder:

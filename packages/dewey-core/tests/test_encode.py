@@ -70,6 +70,7 @@ def test_dim_truncates_then_renormalises(minilm, mixed_texts):
     full = minilm.encode_documents(mixed_texts[:5])
     short = minilm.encode_documents(mixed_texts[:5], dim=64)
     assert short.shape == (5, 64)
+    np.testing.assert_array_equal(minilm.encode_documents(mixed_texts[:5], dim=np.int64(64)), short)
     expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
     np.testing.assert_allclose(short, expected, atol=1e-5)
 

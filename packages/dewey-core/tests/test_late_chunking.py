@@ -197,3 +197,19 @@ def test_bad_chunking_knobs(minilm):
         minilm.late_chunk(["text"], chunking="semantic")
     with pytest.raises(ValueError, match="capacity"):
         minilm.late_chunk(["word " * 600], context_tokens=200, window_overlap=100)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"context_tokens": 10_000}, ValueError, r"context_tokens \+ window_overlap \(10000 \+ 15\)"),
+    ({"context_tokens": -1}, ValueError, "context_tokens must be >= 0"),
+    ({"window_overlap": -2}, ValueError, "window_overlap must be >= 0"),
+    ({"window_overlap": 1.5}, TypeError, "window_overlap must be an int"),
+    ({"chunk_size": 0}, ValueError, "chunk_size must be positive"),
+    ({"chunk_size": 4.0}, TypeError, "chunk_size must be an int, got float"),
+    ({"chunking": "bogus"}, ValueError, "unknown chunking mode"),
+])
+def test_settings_are_checked_for_every_input(minilm, kwargs, error, message):
+    # A short document would never reach the windowing or chunking code: still refused.
+    for texts, spans in ((["short"], None), (["short"], [[(0, 5)]]), ([], None)):
+        with pytest.raises(error, match=message):
+            minilm.late_chunk(texts, spans, **kwargs)

@@ -58,6 +58,17 @@ def test_max_length_beyond_the_model_is_refused(minilm_path):
         DeweyEncoder.from_pretrained(minilm_path, device="cpu", max_length=100_000)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_length": 2}, r"max_length must be in \[3, 256\] for this model \(it adds 2 special tokens\)"),
+    ({"token_budget": 0}, "token_budget must be a positive int"),
+    ({"pooling": "cls"}, "unknown model option.* pooling for sentence-transformers models.*supported: none"),
+    ({"bogus": [1]}, "unknown model option.* bogus"),
+])
+def test_bad_settings_are_named(minilm_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DeweyEncoder.from_pretrained(minilm_path, device="cpu", **kwargs)
+
+
 def test_uncached_id_offline_names_the_model_and_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))

@@ -81,3 +81,25 @@ def test_max_batch_size_caps_sequences_per_batch():
     assert [len(b) for b in batches] == [4, 4, 2]
     with pytest.raises(ValueError, match="batch_size"):
         plan_batches([1], 100, padded=True, max_batch_size=0)
+
+
+def test_scoring_refuses_what_it_would_otherwise_get_wrong():
+    chunks = np.stack([unit([1, 0, 0]), unit([0, 1, 0]), unit([0, 0, 1])])
+    with pytest.raises(ValueError, match=r"query must be one vector, got shape \(2, 3\)"):
+        rank_chunks(chunks[:2], chunks, [0, 1, 2])
+    with pytest.raises(ValueError, match="top_k must be a positive int, got -1"):
+        rank_chunks(chunks[0], chunks, [0, 1, 2], top_k=-1)
+    with pytest.raises(ValueError, match="top_k must be a positive int, got 0"):
+        rank_documents(chunks[0], chunks, [0, 1, 2], top_k=0)
+    with pytest.raises(ValueError, match=r"one row per chunk \(3\), got shape \(3,\)"):
+        rank_chunks(chunks[0], chunks, [0, 1, 2], chunks[0])
+    assert rank_chunks(chunks[0], [], []) == [] and rank_documents(chunks[0], [], []) == []
+    one_row = rank_chunks(chunks[:1], chunks, [0, 1, 2], top_k=1)  # shape (1, d) is one query
+    assert [h.index for h in one_row] == [0]
+    fused = fuse([0.5, 0.2], [0.1, 0.3], 0.5)
+    assert fused.dtype == np.float32 and fused == pytest.approx([0.3, 0.25])
+    assert fuse(np.ones(2), np.ones(2), 0.0).dtype == np.float32
+    with pytest.raises(ValueError, match=r"\(2,\) global scores for \(3,\) chunk scores"):
+        fuse(np.ones(3), np.ones(2), 0.0)
+    with pytest.raises(TypeError, match="fusion weight must be a number"):
+        fuse(np.ones(2), np.ones(2), "0.5")

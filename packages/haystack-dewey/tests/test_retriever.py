@@ -187,3 +187,27 @@ def test_empty_store_returns_nothing(query):
 def test_run_wrong_input_type(store, wrong):
     with pytest.raises(TypeError, match="DeweyRetriever expects query_embedding as a list of floats"):
         DeweyRetriever(store).run(query_embedding=wrong)
+
+
+def test_grouping_fetches_more_candidates_until_it_has_top_k_sources(store, query):
+    first_page = store.embedding_retrieval(query_embedding=query.tolist(), top_k=3)
+    assert len({d.meta["source_id"] for d in first_page}) < 3  # so three sources need a wider search
+    retriever = DeweyRetriever(store, top_k=3, candidates=1)
+    sync = retriever.run(query_embedding=query.tolist())["documents"]
+    result = asyncio.run(retriever.run_async(query_embedding=query.tolist()))["documents"]
+    assert len({d.meta["source_id"] for d in sync}) == 3
+    assert [d.id for d in result] == [d.id for d in sync]
+
+
+def test_global_embedding_is_left_out_even_when_not_used_for_ranking(store, query):
+    result = DeweyRetriever(store, top_k=2, global_embedding_meta_field=None).run(
+        query_embedding=query.tolist())["documents"]
+    assert result and all(GLOBAL_EMBEDDING_FIELD not in d.meta and d.embedding is None for d in result)
+
+
+@pytest.mark.parametrize("top_k", ["3", 2.5, True])
+def test_top_k_must_be_an_int(store, query, top_k):
+    with pytest.raises(TypeError, match="top_k must be an int"):
+        DeweyRetriever(store, top_k=top_k)
+    with pytest.raises(TypeError, match="top_k must be an int"):
+        DeweyRetriever(store).run(query_embedding=query.tolist(), top_k=top_k)

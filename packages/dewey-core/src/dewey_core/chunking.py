@@ -15,6 +15,19 @@ _SENTENCE_END = set(".!?。！？…")
 _PARAGRAPH, _LINE, _SENTENCE, _WORD, _NONE = 4, 3, 2, 1, 0
 
 
+def check_chunking(chunk_size: int, chunk_overlap: int, mode: str) -> None:
+    """The built-in chunker's settings: ``chunk_size >= 1``, ``0 <= chunk_overlap < chunk_size``."""
+    for name, value in (("chunk_size", chunk_size), ("chunk_overlap", chunk_overlap)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if mode not in CHUNKING_MODES:
+        raise ValueError(f"unknown chunking mode {mode!r}; expected one of {CHUNKING_MODES}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if not 0 <= chunk_overlap < chunk_size:
+        raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
+
+
 def _break_score(text: str, tok: TokenizedText, i: int) -> int:
     """How good a chunk boundary is just before token ``i``."""
     gap = text[tok.ends[i - 1] : tok.starts[i]]
@@ -36,12 +49,7 @@ def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_ove
     (paragraph > line > sentence > word); ``fixed`` cuts every ``chunk_size`` tokens.
     Consecutive chunks share ``chunk_overlap`` tokens.
     """
-    if mode not in CHUNKING_MODES:
-        raise ValueError(f"unknown chunking mode {mode!r}; expected one of {CHUNKING_MODES}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    if not 0 <= chunk_overlap < chunk_size:
-        raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
+    check_chunking(chunk_size, chunk_overlap, mode)
     n = len(tok)
     ranges: list[tuple[int, int]] = []
     start = 0

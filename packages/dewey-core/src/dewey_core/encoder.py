@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dewey_core.chunking import char_spans, chunk_token_ranges
+from dewey_core.chunking import char_spans, check_chunking, chunk_token_ranges
 from dewey_core.devices import resolve_device, resolve_dtype
 from dewey_core.inputs import check_dim, check_spans, check_texts
 from dewey_core.loading import shared_model
@@ -44,9 +44,15 @@ class DeweyEncoder:
     def __init__(self, model: EncoderModel, *, max_length: int | None = None,
                  token_budget: int | None = None, batch_size: int | None = None,
                  packed: bool | None = None) -> None:
-        if max_length is not None and not 0 < max_length <= model.max_length:
-            raise ValueError(f"max_length must be in [1, {model.max_length}] for this model, "
-                             f"got {max_length}")
+        special = model.tokenizer.num_special
+        for name, value in (("max_length", max_length), ("token_budget", token_budget)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+        if max_length is not None and not special < max_length <= model.max_length:
+            raise ValueError(f"max_length must be in [{special + 1}, {model.max_length}] for this model "
+                             f"(it adds {special} special tokens), got {max_length}")
+        if token_budget is not None and token_budget < 1:
+            raise ValueError(f"token_budget must be a positive int or None, got {token_budget}")
         self.model = model
         self.max_length = max_length or model.max_length
         self.token_budget = token_budget or model.default_token_budget()
@@ -164,12 +170,16 @@ class DeweyEncoder:
         """
         texts = check_texts(texts)
         dim = check_dim(dim, self._available_dims())
+        check_chunking(chunk_size, chunk_overlap, chunking)
         policy = WindowPolicy(context_tokens, window_overlap)
         if spans is not None:
             spans = check_spans(spans, texts, allow_overlap=allow_overlap)
+        prompt = self.model.prompts.document
+        # Settings that fit no window fail for every input, short documents and none included.
+        policy.resolve(self._room(self.model.tokenizer.tokenize([""], prompt)[0]))
         if not texts:
             return []
-        toks = self.model.tokenizer.tokenize(texts, self.model.prompts.document)
+        toks = self.model.tokenizer.tokenize(texts, prompt)
         ranges, char = [], []
         for d, (text, tok) in enumerate(zip(texts, toks, strict=True)):
             if spans is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def check_texts(texts: Any, what: str = "texts") -> list[str]:
     """``texts`` must be a list or tuple of str; a bare string is refused (not split in chars)."""
@@ -21,8 +23,9 @@ def check_dim(dim: Any, available: Sequence[int]) -> int | None:
     """``dim`` is ``None`` or a positive int no larger than the biggest available output."""
     if dim is None:
         return None
-    if isinstance(dim, bool) or not isinstance(dim, int):
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+    dim = int(dim)
     if not 0 < dim <= max(available):
         raise ValueError(f"dim={dim} is out of range: this model's embeddings have at most "
                          f"{max(available)} dimensions")

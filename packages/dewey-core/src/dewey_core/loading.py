@@ -61,7 +61,7 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     # Remote code is opt-in; only then are the checkpoint's Python files fetched.
     patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
     path = resolve_model_dir(name_or_path, patterns=patterns)
-    key = (str(path), str(device), dtype, tuple(sorted(options.items())))
+    key = (str(path), str(device), dtype, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _lock:
         if key not in _loaded:
             _loaded[key] = load_model(path, device, dtype, **options)

@@ -38,10 +38,27 @@ class ScoredDocument:
 def _as_matrix(x: np.ndarray | Sequence, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float32)
     if arr.ndim == 1:
-        arr = arr[None, :]
+        arr = arr.reshape(0, 0) if arr.size == 0 else arr[None, :]  # [] is no vectors
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a vector or a 2-D array, got shape {arr.shape}")
     return arr
+
+
+def _as_query(query: np.ndarray | Sequence) -> np.ndarray:
+    """One query vector: shape ``(d,)`` or ``(1, d)``."""
+    arr = np.asarray(query, dtype=np.float32)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"query must be one vector, got shape {arr.shape}; rank once per query")
+    return arr
+
+
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+        raise TypeError(f"top_k must be a positive int, got {type(top_k).__name__}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k}")
 
 
 def similarity(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -59,24 +76,33 @@ def fuse(chunk_scores: np.ndarray, global_scores: np.ndarray | None,
         raise TypeError(f"fusion weight must be a number in [0, 1], got {type(weight).__name__} {weight!r}")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"fusion weight must be in [0, 1], got {weight}")
-    if global_scores is None or weight == 0.0:
-        return np.asarray(chunk_scores, dtype=np.float32)
-    return (1.0 - weight) * chunk_scores + weight * global_scores
+    chunk = np.asarray(chunk_scores, dtype=np.float32)
+    if global_scores is None:
+        return chunk
+    glob = np.asarray(global_scores, dtype=np.float32)
+    if glob.shape != chunk.shape:
+        raise ValueError(f"{glob.shape} global scores for {chunk.shape} chunk scores")
+    return ((1.0 - weight) * chunk + weight * glob).astype(np.float32)
 
 
 def rank_chunks(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequence[Hashable],
                 global_vectors: np.ndarray | None = None, *, top_k: int = 10,
                 fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredChunk]:
-    """Top chunks for one query by fused score.
+    """Top chunks for one query (shape ``(d,)`` or ``(1, d)``) by fused score.
 
     ``global_vectors`` (optional) is aligned with ``chunk_vectors``: row ``i`` is the global
     embedding of chunk ``i``'s document.
     """
+    query = _as_query(query)
+    _check_top_k(top_k)
     chunk_vectors = _as_matrix(chunk_vectors, "chunk_vectors")
     if len(doc_ids) != len(chunk_vectors):
         raise ValueError(f"{len(doc_ids)} doc_ids for {len(chunk_vectors)} chunk vectors")
-    if global_vectors is not None and len(global_vectors) != len(chunk_vectors):
-        raise ValueError(f"{len(global_vectors)} global vectors for {len(chunk_vectors)} chunks")
+    if global_vectors is not None:
+        global_vectors = np.asarray(global_vectors, dtype=np.float32)
+        if global_vectors.ndim != 2 or len(global_vectors) != len(chunk_vectors):
+            raise ValueError(f"global_vectors must have one row per chunk ({len(chunk_vectors)}), "
+                             f"got shape {global_vectors.shape}")
     if not len(chunk_vectors):
         return []
     chunk = similarity(query, chunk_vectors)[0]
@@ -92,6 +118,10 @@ def rank_documents(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequen
                    fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredDocument]:
     """Top documents for one query: each scored by its best chunk (max-sim) fused with its
     global score."""
+    _check_top_k(top_k)
+    if not len(doc_ids):
+        _as_query(query)
+        return []
     ranked = rank_chunks(query, chunk_vectors, doc_ids, global_vectors,
                          top_k=len(doc_ids), fusion_weight=fusion_weight)
     best: dict[Hashable, ScoredDocument] = {}

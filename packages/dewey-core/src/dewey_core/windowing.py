@@ -35,16 +35,24 @@ class WindowPolicy:
     """Tokens before each window's new tokens, outputs discarded (default:
     ``min(capacity // 16, 32)``)."""
 
+    def __post_init__(self) -> None:
+        for name, value in (("context_tokens", self.context_tokens),
+                            ("window_overlap", self.overlap_tokens)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+
     def resolve(self, capacity: int) -> tuple[int, int]:
         # Defaults keep the recomputed lead under ~19% of a window (compute at most ~1.23x the
-        # document's tokens); on the contextual set 32 carried tokens recover almost all that
-        # 64 do over plain windows (README, "Late chunking quality").
+        # document's tokens); on the contextual set 8 to 64 carried tokens all recover most of
+        # what plain windows lose (README, "Late chunking quality": the windows table).
         context = min(capacity // 8, 64) if self.context_tokens is None else self.context_tokens
         overlap = min(capacity // 16, 32) if self.overlap_tokens is None else self.overlap_tokens
-        if context < 0 or overlap < 0:
-            raise ValueError("context_tokens and overlap_tokens must be >= 0")
         if context + overlap >= capacity:
-            raise ValueError(f"context_tokens + overlap_tokens ({context} + {overlap}) must be "
+            raise ValueError(f"context_tokens + window_overlap ({context} + {overlap}) must be "
                              f"smaller than the window's capacity of {capacity} content tokens")
         return context, overlap
 
@@ -53,8 +61,8 @@ def capacity(max_length: int, n_special: int, n_prompt: int) -> int:
     """Content tokens that fit in one sequence."""
     room = max_length - n_special - n_prompt
     if room < 1:
-        raise ValueError(f"the prompt ({n_prompt} tokens) leaves no room in a {max_length}-token "
-                         "window")
+        raise ValueError(f"a {max_length}-token window has no room for text after {n_special} "
+                         f"special and {n_prompt} prompt tokens; raise max_length or shorten the prompt")
     return room
 
 

@@ -13,6 +13,9 @@ from haystack.document_stores.types import FilterPolicy, apply_filter_policy
 from dewey_core import DEFAULT_FUSION_WEIGHT, rank_chunks, rank_documents
 from haystack_dewey._common import GLOBAL_EMBEDDING_FIELD
 
+_MAX_WIDENING = 4
+"""Grouped retrieval doubles the candidates at most this many times to find ``top_k`` sources."""
+
 
 @component
 class DeweyRetriever:
@@ -57,11 +60,14 @@ class DeweyRetriever:
         :param filters: Filters applied by the store when fetching candidates.
         :param top_k: Documents to return.
         :param candidates: Chunks fetched from the store before re-scoring (at least ``top_k``).
+            With ``group_by_source``, a page of candidates from fewer than ``top_k`` sources is
+            fetched again with twice as many (up to 16 times ``candidates``).
         :param fusion_weight: Share of the global document score in the fused score, in [0, 1].
         :param group_by_source: Return each source document once, through its best chunk;
             ``False`` returns the best chunks even when several share a source.
         :param global_embedding_meta_field: Metadata field holding the source's global embedding;
-            ``None`` ranks by chunk scores alone. Left out of returned documents unless
+            ``None`` ranks by chunk scores alone. The global embedding (this field and the late
+            chunker's ``dewey_global_embedding``) is left out of returned documents unless
             ``return_embedding``.
         :param return_embedding: Keep embeddings (chunk and global) on returned documents.
         :param filter_policy: How run-time filters combine with ``filters``: ``replace`` or ``merge``.
@@ -69,6 +75,9 @@ class DeweyRetriever:
         if not callable(getattr(document_store, "embedding_retrieval", None)):
             raise TypeError(f"document_store must offer embedding_retrieval() (e.g. InMemoryDocumentStore); "
                             f"got {type(document_store).__name__}")
+        for name, value in (("top_k", top_k), ("candidates", candidates)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if top_k < 1 or candidates < 1:
             raise ValueError(f"top_k and candidates must be positive, got top_k={top_k}, "
                              f"candidates={candidates}")
@@ -111,9 +120,12 @@ class DeweyRetriever:
         :raises TypeError: If ``query_embedding`` is not a list of numbers.
         """
         query, filters, top_k = self._prepare(query_embedding, filters, top_k)
-        found = self.document_store.embedding_retrieval(
-            query_embedding=query.tolist(), filters=filters, top_k=max(self.candidates, top_k),
-            return_embedding=True)
+        fetch, found = max(self.candidates, top_k), []
+        for _ in range(_MAX_WIDENING + 1):
+            found = self.document_store.embedding_retrieval(**self._search(query, filters, fetch))
+            if not self._widen(found, fetch, top_k):
+                break
+            fetch *= 2
         return {"documents": self._rank(query, found, top_k)}
 
     @component.output_types(documents=list[Document])
@@ -121,14 +133,30 @@ class DeweyRetriever:
                         top_k: int | None = None) -> dict[str, list[Document]]:
         """Like :meth:`run`, with the store's async search when it has one."""
         query, filters, top_k = self._prepare(query_embedding, filters, top_k)
-        kwargs = {"query_embedding": query.tolist(), "filters": filters,
-                  "top_k": max(self.candidates, top_k), "return_embedding": True}
         search = getattr(self.document_store, "embedding_retrieval_async", None)
-        found = await (search(**kwargs) if callable(search)
-                       else asyncio.to_thread(self.document_store.embedding_retrieval, **kwargs))
+        fetch, found = max(self.candidates, top_k), []
+        for _ in range(_MAX_WIDENING + 1):
+            kwargs = self._search(query, filters, fetch)
+            found = await (search(**kwargs) if callable(search)
+                           else asyncio.to_thread(self.document_store.embedding_retrieval, **kwargs))
+            if not self._widen(found, fetch, top_k):
+                break
+            fetch *= 2
         return {"documents": self._rank(query, found, top_k)}
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _search(query: np.ndarray, filters: dict[str, Any] | None, fetch: int) -> dict[str, Any]:
+        return {"query_embedding": query.tolist(), "filters": filters, "top_k": fetch,
+                "return_embedding": True}
+
+    def _widen(self, found: list[Document], fetch: int, top_k: int) -> bool:
+        """Whether to fetch again with more candidates: grouped results need ``top_k`` distinct
+        sources, and a full page of candidates may hide more."""
+        if not self.group_by_source or len(found) < fetch:
+            return False
+        return len({_source(d) for d in found}) < top_k
+
     def _prepare(self, query_embedding: Any, filters: dict[str, Any] | None,
                  top_k: int | None) -> tuple[np.ndarray, dict[str, Any] | None, int]:
         if isinstance(query_embedding, (str, bytes)) or not hasattr(query_embedding, "__len__"):
@@ -142,6 +170,8 @@ class DeweyRetriever:
         if query.ndim != 1 or not len(query):
             raise TypeError(f"query_embedding must be one non-empty vector, got shape {query.shape}")
         top_k = self.top_k if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise TypeError(f"top_k must be an int, got {type(top_k).__name__} {top_k!r}")
         if top_k < 1:
             raise ValueError(f"top_k must be positive, got {top_k}")
         return query, apply_filter_policy(self.filter_policy, self.filters, filters), top_k
@@ -151,7 +181,7 @@ class DeweyRetriever:
         if not found:
             return []
         chunks = np.asarray([d.embedding for d in found], dtype=np.float32)
-        sources = [d.meta.get("source_id") or d.id for d in found]
+        sources = [_source(d) for d in found]
         field = self.global_embedding_meta_field
         globals_ = None if field is None else np.asarray(
             [d.meta.get(field) or d.embedding for d in found], dtype=np.float32)
@@ -168,5 +198,11 @@ class DeweyRetriever:
     def _result(self, doc: Document, score: float) -> Document:
         if self.return_embedding:
             return replace(doc, score=score)
-        meta = {k: v for k, v in doc.meta.items() if k != self.global_embedding_meta_field}
+        dropped = {self.global_embedding_meta_field, GLOBAL_EMBEDDING_FIELD}
+        meta = {k: v for k, v in doc.meta.items() if k not in dropped}
         return replace(doc, score=score, embedding=None, meta=meta)
+
+
+def _source(doc: Document) -> str:
+    """The chunk's source document: ``meta["source_id"]`` (set by the late chunker), else itself."""
+    return doc.meta.get("source_id") or doc.id

@@ -43,6 +43,8 @@ FORMAT = "dewey-embeddings/1"
 class SourceDocument:
     doc_id: str
     text: str
+    origin: str
+    """Where it was read: the file, or ``file.jsonl:line``."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--context-tokens", type=int, default=None,
                    help="opening tokens carried into later windows (default: min(window/8, 64))")
     p.add_argument("--window-overlap", type=int, default=None,
-                   help="tokens of overlap between windows (default: an eighth of a window)")
+                   help="tokens before each later window's new ones, outputs discarded "
+                        "(default: min(window/16, 32))")
     p.add_argument("--batch-docs", type=int, default=64,
                    help="documents per part file; a part is the unit of resumption (default 64)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -99,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"input not found: {args.input}")
     if not (args.input.is_dir() or args.input.suffix == ".jsonl"):
         return _fail(f"input must be a folder or a .jsonl file: {args.input}")
-    args.out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(args.out) if (args.out / MANIFEST).exists() else None
     settings = _settings(args)
     if manifest is not None and manifest["settings"] != settings:
@@ -107,10 +109,16 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{args.out} holds embeddings made with other settings ({', '.join(changed)}); "
                      "use the same options to resume, or another --out")
     done = {doc for part in (manifest or {}).get("parts", []) for doc in part["documents"]}
+    # The model and every option are checked (one empty document) before anything is written.
+    try:
+        encoder = load_encoder(args, args.model)
+        _late_chunk(args, encoder, [""])
+    except (OSError, ValueError, TypeError) as exc:
+        return _fail(str(exc))
 
     from tqdm.auto import tqdm
 
-    encoder = load_encoder(args, args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
     if manifest is None:
         manifest = {"format": FORMAT, "settings": settings, "dimension": args.dim or encoder.dimension,
                     "parts": []}
@@ -123,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=total, desc="Embedding", unit="doc", disable=args.quiet) as bar:
         for item in iter_documents(args.input):
             if isinstance(item, SourceDocument) and item.doc_id in seen:
-                item = SourceError(item.doc_id, "duplicate document id; only the first is kept")
+                item = SourceError(item.origin, f"duplicate document id {item.doc_id!r}; only the "
+                                                "first is kept")
             if isinstance(item, SourceError):
                 failures.append(item)
                 bar.write(f"dewey embed: cannot read {item.origin}: {item.reason}", file=sys.stderr)
@@ -174,7 +183,7 @@ def iter_documents(path: Path) -> Iterator[SourceDocument | SourceError]:
         for file in _text_files(path):
             doc_id = file.relative_to(path).as_posix()
             try:
-                yield SourceDocument(doc_id, file.read_text(encoding="utf-8"))
+                yield SourceDocument(doc_id, file.read_text(encoding="utf-8"), str(file))
             except (OSError, UnicodeDecodeError) as exc:
                 yield SourceError(str(file), _reason(exc))
         return
@@ -195,7 +204,7 @@ def iter_documents(path: Path) -> Iterator[SourceDocument | SourceError]:
             if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
                 yield SourceError(where, '"id" must be a string or an integer')
                 continue
-            yield SourceDocument(str(doc_id), record["text"])
+            yield SourceDocument(str(doc_id), record["text"], where)
 
 
 def _reason(exc: Exception) -> str:
@@ -207,11 +216,14 @@ def _reason(exc: Exception) -> str:
 
 
 # ---------------------------------------------------------------------- writing parts
+def _late_chunk(args, encoder, texts: list[str]):
+    return encoder.late_chunk(texts, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap,
+                              dim=args.dim, context_tokens=args.context_tokens,
+                              window_overlap=args.window_overlap, show_progress=False)
+
+
 def _store(args, encoder, manifest: dict, batch: list[SourceDocument], written: dict) -> None:
-    docs = encoder.late_chunk([d.text for d in batch], chunk_size=args.chunk_size,
-                              chunk_overlap=args.chunk_overlap, dim=args.dim,
-                              context_tokens=args.context_tokens, window_overlap=args.window_overlap,
-                              show_progress=False)
+    docs = _late_chunk(args, encoder, [d.text for d in batch])
     name = f"part-{len(manifest['parts']):05d}"
     write_part(args.out, name, batch, docs)
     manifest["parts"].append({"name": name, "documents": [d.doc_id for d in batch]})

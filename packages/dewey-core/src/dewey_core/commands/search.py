@@ -36,17 +36,19 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if not (args.store / "manifest.json").exists():
-        print(f"dewey search: error: {args.store} is not a folder written by dewey embed "
-              "(no manifest.json)", file=sys.stderr)
-        return 2
+        return _fail(f"{args.store} is not a folder written by dewey embed (no manifest.json)")
     if args.top_k < 1:
-        print(f"dewey search: error: --top-k must be at least 1, got {args.top_k}", file=sys.stderr)
-        return 2
+        return _fail(f"--top-k must be at least 1, got {args.top_k}")
+    if not 0.0 <= args.fusion_weight <= 1.0:
+        return _fail(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
     stored = load_embeddings(args.store)
     settings = stored.manifest["settings"]
     args.max_length = settings.get("max_length")
-    encoder = load_encoder(args, args.model or settings["model"])
-    query = encoder.encode_queries([args.query], dim=settings.get("dim"))[0]
+    try:
+        encoder = load_encoder(args, args.model or settings["model"])
+        query = encoder.encode_queries([args.query], dim=settings.get("dim"))[0]
+    except (OSError, ValueError, TypeError) as exc:
+        return _fail(str(exc))
     row_of_doc = {doc_id: i for i, doc_id in enumerate(stored.doc_ids)}
     globals_ = stored.doc_vectors[[row_of_doc[d] for d in stored.chunk_doc_ids]] \
         if stored.chunk_doc_ids else None
@@ -83,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{rank:3d}. {chunk['doc_id']} [{chunk['start']}:{chunk['end']}]  score {chunk['score']:.3f}")
         print(f"     {_snippet(chunk['text'])}")
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"dewey search: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _snippet(text: str, width: int = 160) -> str:

@@ -24,6 +24,8 @@ class Family:
     """``detect(path, config_json) -> bool``."""
     load: Callable[..., EncoderModel]
     """``load(path, device, dtype, **options) -> EncoderModel``."""
+    options: tuple[str, ...] = ()
+    """The keyword options ``load`` accepts (``model_options`` / ``model_kwargs`` upstream)."""
 
 
 def _is_transformers_dir(path: Path, config: dict[str, Any]) -> bool:
@@ -52,12 +54,12 @@ def _detector(module: str, name: str) -> Callable[[Path, dict[str, Any]], bool]:
 
 
 FAMILIES: list[Family] = [
-    Family("dewey", _detector("dewey", "is_dewey"), _lazy("dewey")),
-    Family("jasper", _detector("jasper", "is_jasper"), _lazy("jasper")),
-    Family("stella", _detector("stella", "is_stella"), _lazy("stella")),
+    Family("dewey", _detector("dewey", "is_dewey"), _lazy("dewey"),
+           ("pooling", "attention", "trust_remote_code")),
+    Family("jasper", _detector("jasper", "is_jasper"), _lazy("jasper"), ("vector_dim", "trust_remote_code")),
+    Family("stella", _detector("stella", "is_stella"), _lazy("stella"), ("vector_dim", "trust_remote_code")),
     Family("sentence-transformers", _is_transformers_dir,
-           lambda path, device, dtype, **options: SentenceTransformerModel(path, device, dtype,
-                                                                           **options)),
+           lambda path, device, dtype: SentenceTransformerModel(path, device, dtype)),
 ]
 
 
@@ -72,7 +74,13 @@ def detect_family(path: Path) -> Family:
 
 def load_model(path: Path, device: torch.device, dtype: torch.dtype,
                **options: Any) -> EncoderModel:
-    return detect_family(path).load(path, device, dtype, **options)
+    family = detect_family(path)
+    unknown = sorted(set(options) - set(family.options))
+    if unknown:
+        supported = ", ".join(family.options) or "none"
+        raise ValueError(f"unknown model option(s) {', '.join(unknown)} for {family.name} models "
+                         f"({path}); supported: {supported}")
+    return family.load(path, device, dtype, **options)
 
 
 __all__ = ["FAMILIES", "EncoderModel", "Family", "Prompts", "detect_family", "load_model"]

@@ -2,8 +2,8 @@
 windowing settings.
 
 Compares naive per-chunk embeddings, late chunking and late chunking with score fusion (plus
-plain windows on long documents and the document vector alone) at the lengths asked for, and
-late chunking's quality and cost for several carried-context / overlap settings, and
+plain windows on long documents and the document vector alone) at the lengths asked for;
+measures late chunking's quality and cost for several carried-context / overlap settings; and
 writes ``results.md`` (a Markdown table per task), ``results.json`` (every measured number) and
 ``<task>.png`` (score vs document length, one line per method) into DIR.
 

@@ -13,6 +13,7 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType
 
+from dewey_core.inputs import check_texts
 from llamaindex_dewey._encoder import DEFAULT_JASPER_MODEL, EncoderSettings
 
 
@@ -82,11 +83,11 @@ class DeweyEmbedding(EncoderSettings, BaseEmbedding):
 
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[Embedding]:
-        return super().get_text_embedding_batch(_check_texts(texts), show_progress, **kwargs)
+        return super().get_text_embedding_batch(check_texts(texts), show_progress, **kwargs)
 
     async def aget_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                         **kwargs: Any) -> list[Embedding]:
-        return await super().aget_text_embedding_batch(_check_texts(texts), show_progress, **kwargs)
+        return await super().aget_text_embedding_batch(check_texts(texts), show_progress, **kwargs)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._embed_queries([query])[0]
@@ -148,16 +149,6 @@ class JasperEmbedding(DeweyEmbedding, MultiModalEmbedding):
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
         return await asyncio.to_thread(self._embed_images, [_image_input(i) for i in img_file_paths])
-
-
-def _check_texts(texts: Any) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-        hint = " (wrap a single text in a list)" if isinstance(texts, str) else ""
-        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}{hint}")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] must be str, got {type(text).__name__}")
-    return list(texts)
 
 
 def _image_input(image: Any) -> Any:

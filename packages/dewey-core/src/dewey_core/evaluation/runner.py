@@ -98,12 +98,7 @@ def evaluate_contextual(encoder: DeweyEncoder, data: ContextualSet, *,
                         fusion_weight: float = DEFAULT_FUSION_WEIGHT, plain_windows: bool = True,
                         reference: bool = True) -> list[Score]:
     """Chunk Recall@1, nDCG@10 and Recall@1 on facts past the first window, per method."""
-    texts = [d.text for d in data.documents]
-    spans = [d.spans for d in data.documents]
-    doc_of_chunk = [d for d, doc in enumerate(data.documents) for _ in doc.spans]
-    first_chunk = np.cumsum([0] + [len(doc.spans) for doc in data.documents])
-    relevant = [int(first_chunk[q.doc]) + q.chunk for q in data.queries]
-    queries = encoder.encode_queries([q.text for q in data.queries])
+    texts, spans, doc_of_chunk, relevant, queries = _contextual_inputs(encoder, data)
     # Tokenised once: lengths, and whether a fact's paragraph starts after the first window's
     # content tokens ("deep").
     toks = encoder.model.tokenizer.tokenize(texts, encoder.model.prompts.document)
@@ -142,12 +137,7 @@ def evaluate_window_settings(encoder: DeweyEncoder, data: ContextualSet,
     """Late chunking's chunk Recall@1 and nDCG@10 for each ``(context_tokens, window_overlap)``
     setting, and its cost: positions the model runs per content token (special tokens, carried
     opening and overlap included). The encoder's default setting is added and marked."""
-    texts = [d.text for d in data.documents]
-    spans = [d.spans for d in data.documents]
-    doc_of_chunk = [d for d, doc in enumerate(data.documents) for _ in doc.spans]
-    first_chunk = np.cumsum([0] + [len(doc.spans) for doc in data.documents])
-    relevant = [int(first_chunk[q.doc]) + q.chunk for q in data.queries]
-    queries = encoder.encode_queries([q.text for q in data.queries])
+    texts, spans, doc_of_chunk, relevant, queries = _contextual_inputs(encoder, data)
     tokenizer = encoder.model.tokenizer
     toks = tokenizer.tokenize(texts, encoder.model.prompts.document)
     n_tokens = sum(len(t) for t in toks)
@@ -195,6 +185,16 @@ def evaluate_document_retrieval(encoder: DeweyEncoder, data: DocumentRetrievalSe
         scores.append(Score(data.task, data.length, tokens, method, ACCURACY_AT_1,
                             float(np.mean(correct)), len(correct)))
     return scores
+
+
+def _contextual_inputs(encoder: DeweyEncoder, data: ContextualSet):
+    """Texts, chunk spans, each chunk's document, each query's relevant chunk, query vectors."""
+    texts = [d.text for d in data.documents]
+    spans = [d.spans for d in data.documents]
+    doc_of_chunk = [d for d, doc in enumerate(data.documents) for _ in doc.spans]
+    first_chunk = np.cumsum([0] + [len(doc.spans) for doc in data.documents])
+    relevant = [int(first_chunk[q.doc]) + q.chunk for q in data.queries]
+    return texts, spans, doc_of_chunk, relevant, encoder.encode_queries([q.text for q in data.queries])
 
 
 def _late_runs(docs: list[LateChunkedDocument], doc_of_chunk: list[int]):

@@ -164,10 +164,12 @@ class DeweyTextSplitter(TextSplitter):
         spans = None if self.base_splitter is None else [self._spans(i, t) for i, t in enumerate(texts)]
         if spans is not None:
             self._check_capacity(sum(len(s) for s in spans))
-        docs = emb.encoder.late_chunk(texts, spans=spans, chunk_size=self._chunk_size,
-                                      chunk_overlap=self._chunk_overlap, dim=emb.dim,
-                                      chunking=self.chunking, allow_overlap=True,
-                                      show_progress=emb.show_progress)
+        # A base splitter's sizes are its own (often characters): dewey-core's chunker is unused.
+        chunker = {} if spans is not None else {"chunk_size": self._chunk_size,
+                                                "chunk_overlap": self._chunk_overlap,
+                                                "chunking": self.chunking}
+        docs = emb.encoder.late_chunk(texts, spans=spans, dim=emb.dim, allow_overlap=True,
+                                      show_progress=emb.show_progress, **chunker)
         if spans is None:
             self._check_capacity(sum(len(d.chunks) for d in docs))
         if emb.contextual_cache_chunks == 0:  # the flow is off: nothing to file

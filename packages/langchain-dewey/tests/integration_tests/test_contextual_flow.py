@@ -181,3 +181,11 @@ def test_cache_size_zero_turns_the_flow_off(minilm_path, corpus):
     store = InMemoryVectorStore.from_documents(chunks, emb)
     plain = emb.encoder.encode_documents([c.page_content for c in chunks])
     np.testing.assert_allclose(stored_vectors(store, chunks), plain, atol=1e-5)
+
+
+def test_a_base_splitter_with_overlap_equal_to_its_size_is_accepted(embeddings):
+    # LangChain allows chunk_overlap == chunk_size; those are its sizes, not dewey-core's.
+    base = CharacterTextSplitter(separator="\n\n", chunk_size=20, chunk_overlap=20)
+    text = "Saffron is a spice.\n\nIt is costly.\n\nIt grows in autumn."
+    chunks = DeweyTextSplitter(embeddings, base_splitter=base).split_documents([Document(text)])
+    assert [c.page_content for c in chunks] == base.split_text(text)

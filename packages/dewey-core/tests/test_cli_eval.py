@@ -64,3 +64,8 @@ def test_task_subset_and_bad_lengths(minilm_path, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--out", str(tmp_path), "--window-settings", "32"])
     assert re.search(r"CONTEXT:OVERLAP token pairs", capsys.readouterr().err)
+    # A pair that fits no window fails at once, before any task runs.
+    assert main(["eval", "--out", str(tmp_path / "w"), "--model", minilm_path,
+                 "--window-settings", "300:0"]) == 2
+    err = capsys.readouterr().err
+    assert "context_tokens + window_overlap (300 + 0)" in err and "contextual set" not in err

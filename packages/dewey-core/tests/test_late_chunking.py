@@ -213,3 +213,11 @@ def test_settings_are_checked_for_every_input(minilm, kwargs, error, message):
     for texts, spans in ((["short"], None), (["short"], [[(0, 5)]]), ([], None)):
         with pytest.raises(error, match=message):
             minilm.late_chunk(texts, spans, **kwargs)
+
+
+def test_numpy_integers_are_accepted_as_settings(minilm):
+    text = "word " * 600
+    plain = minilm.late_chunk([text], chunk_size=64, context_tokens=8, window_overlap=4)
+    numpy = minilm.late_chunk([text], chunk_size=np.int64(64), context_tokens=np.int32(8),
+                              window_overlap=np.int64(4))
+    np.testing.assert_array_equal(plain[0].chunk_embeddings, numpy[0].chunk_embeddings)

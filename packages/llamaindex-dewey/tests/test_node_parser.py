@@ -357,3 +357,13 @@ def test_dewey_family_checkpoint_through_parser_and_embedding(tiny_dewey):
     assert close(embed.get_query_embedding("spice"), encoder.encode_queries(["spice"])[0])
     assert close(embed.get_text_embedding("spice"), encoder.encode_documents(["spice"])[0])
     assert not close(embed.get_query_embedding("spice"), embed.get_text_embedding("spice"))
+
+
+def test_own_chunker_settings_do_not_matter_with_a_wrapped_splitter(minilm_path, topic_texts):
+    # chunk_size / chunk_overlap configure the built-in chunker only; a splitter makes them unused.
+    splitter = SentenceSplitter(chunk_size=64, chunk_overlap=0)
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", splitter=splitter,
+                             chunk_size=64, chunk_overlap=64)
+    nodes = parser.get_nodes_from_documents([Document(text=topic_texts["del"], id_="d")])
+    assert [n.text for n in nodes] == [n.text for n in splitter.get_nodes_from_documents(
+        [Document(text=topic_texts["del"], id_="d")])]

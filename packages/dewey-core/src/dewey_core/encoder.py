@@ -7,6 +7,7 @@ Data path: texts are tokenised once (with offsets) -> sequences (or windows of l
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +47,7 @@ class DeweyEncoder:
                  packed: bool | None = None) -> None:
         special = model.tokenizer.num_special
         for name, value in (("max_length", max_length), ("token_budget", token_budget)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
                 raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
         if max_length is not None and not special < max_length <= model.max_length:
             raise ValueError(f"max_length must be in [{special + 1}, {model.max_length}] for this model "
@@ -54,8 +55,8 @@ class DeweyEncoder:
         if token_budget is not None and token_budget < 1:
             raise ValueError(f"token_budget must be a positive int or None, got {token_budget}")
         self.model = model
-        self.max_length = max_length or model.max_length
-        self.token_budget = token_budget or model.default_token_budget()
+        self.max_length = int(max_length or model.max_length)
+        self.token_budget = int(token_budget or model.default_token_budget())
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")

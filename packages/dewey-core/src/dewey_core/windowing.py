@@ -10,6 +10,7 @@ gets exactly one state, computed with the document's opening and its left neighb
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from dewey_core.pooling import Layout
@@ -40,7 +41,7 @@ class WindowPolicy:
                             ("window_overlap", self.overlap_tokens)):
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")

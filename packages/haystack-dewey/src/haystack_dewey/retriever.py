@@ -60,8 +60,8 @@ class DeweyRetriever:
         :param filters: Filters applied by the store when fetching candidates.
         :param top_k: Documents to return.
         :param candidates: Chunks fetched from the store before re-scoring (at least ``top_k``).
-            With ``group_by_source``, a page of candidates from fewer than ``top_k`` sources is
-            fetched again with twice as many (up to 16 times ``candidates``).
+            With ``group_by_source``, a full page of candidates from fewer than ``top_k`` sources
+            is fetched again with twice as many, at most four times.
         :param fusion_weight: Share of the global document score in the fused score, in [0, 1].
         :param group_by_source: Return each source document once, through its best chunk;
             ``False`` returns the best chunks even when several share a source.

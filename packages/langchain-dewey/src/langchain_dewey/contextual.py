@@ -9,8 +9,11 @@ files each contextual chunk vector twice: under the chunk's position ``(doc_id, 
 A text that occurs in several cached chunks (a shared footer, a repeated heading) keeps one
 vector per occurrence, in filing order. An ``embed_documents`` call in which the text occurs
 ``m`` times gets the ``m`` most recently filed occurrences, in order: exactly right when the
-chunks of the latest split are stored in the order the splitter produced them, however many
-other documents with the same text were split before.
+chunks of the latest split reach ``embed_documents`` in one call, in the order the splitter
+produced them, however many other documents with the same text were split before. A store that
+embeds one split in several batches can give an earlier occurrence of a repeated text the
+vector of a later one; such chunks are then told apart only by
+:meth:`ContextualVectorCache.by_position` (what :class:`~langchain_dewey.DeweyRetriever` uses).
 """
 
 from __future__ import annotations

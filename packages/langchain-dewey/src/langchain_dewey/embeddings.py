@@ -109,9 +109,14 @@ class DeweyEmbeddings(BaseModel, Embeddings):
         object.__setattr__(clone, "__dict__", fields)
         object.__setattr__(clone, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
         object.__setattr__(clone, "__pydantic_extra__", None)
-        object.__setattr__(clone, "__pydantic_private__", {"_encoder": None})
+        object.__setattr__(clone, "__pydantic_private__", self._fresh_private())
         clone.model_post_init(None)
         return clone
+
+    def _fresh_private(self) -> dict[str, Any]:
+        """Every private attribute at its default (a subclass's too), no encoder handle."""
+        private = {name: attr.get_default() for name, attr in self.__private_attributes__.items()}
+        return {**private, "_encoder": None}
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> DeweyEmbeddings:
         """A copy with ``update`` applied and validated (a fresh cache, the model found again)."""
@@ -123,7 +128,7 @@ class DeweyEmbeddings(BaseModel, Embeddings):
         return {**state, "__pydantic_private__": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__({**state, "__pydantic_private__": {"_encoder": None}})
+        super().__setstate__({**state, "__pydantic_private__": self._fresh_private()})
         self.model_post_init(None)
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -186,3 +186,19 @@ def test_retriever_settings_are_validated_on_assignment(emb):
     retriever = DeweyRetriever(vectorstore=store)
     with pytest.raises(pydantic.ValidationError, match="k"):
         retriever.k = 0
+
+
+class Counting(DeweyEmbeddings):
+    """A user's subclass with private state of its own (module level, so it pickles)."""
+
+    _calls: int = pydantic.PrivateAttr(default=0)
+
+
+def test_a_subclass_keeps_its_own_private_state_through_copies(emb):
+    import copy
+    import pickle
+
+    counting = Counting(model=emb.model)
+    counting._calls = 3
+    for clone in (copy.copy(counting), copy.deepcopy(counting), pickle.loads(pickle.dumps(counting))):
+        assert type(clone) is Counting and clone._calls == 0 and clone._encoder is None

@@ -138,10 +138,13 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
 
     def _late_chunk(self, texts: list[str], spans: list[list[tuple[int, int]]] | None,
                     show_progress: bool) -> list[LateChunkedDocument]:
+        # With a wrapped splitter the own chunker's settings are unused, so they are not passed.
+        chunker = {} if spans is not None else {"chunk_size": self.chunk_size,
+                                                "chunk_overlap": self.chunk_overlap,
+                                                "chunking": self.chunking}
         return self._run_model(lambda enc: enc.late_chunk(
-            texts, spans, chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, dim=self.dim,
-            chunking=self.chunking, allow_overlap=True, context_tokens=self.context_tokens,
-            window_overlap=self.window_overlap, show_progress=show_progress))
+            texts, spans, dim=self.dim, allow_overlap=True, context_tokens=self.context_tokens,
+            window_overlap=self.window_overlap, show_progress=show_progress, **chunker))
 
     def _own_chunks(self, docs: list[BaseNode], show_progress: bool) -> list[BaseNode]:
         encoded = self._late_chunk([_text(d) for d in docs], None, show_progress)

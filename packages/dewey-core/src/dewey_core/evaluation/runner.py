@@ -132,11 +132,21 @@ def evaluate_contextual(encoder: DeweyEncoder, data: ContextualSet, *,
     return scores
 
 
+def check_window_settings(encoder: DeweyEncoder, settings: Sequence[tuple[int, int]]) -> None:
+    """Refuse, before any work, a ``(context_tokens, window_overlap)`` pair that fits no window."""
+    tokenizer = encoder.model.tokenizer
+    prompt = tokenizer.tokenize([""], encoder.model.prompts.document)[0].prompt_ids
+    room = capacity(encoder.max_length, tokenizer.num_special, len(prompt))
+    for context, overlap in settings:
+        WindowPolicy(context, overlap).resolve(room)
+
+
 def evaluate_window_settings(encoder: DeweyEncoder, data: ContextualSet,
                              settings: Sequence[tuple[int, int]] = WINDOW_SETTINGS) -> list[Score]:
     """Late chunking's chunk Recall@1 and nDCG@10 for each ``(context_tokens, window_overlap)``
     setting, and its cost: positions the model runs per content token (special tokens, carried
     opening and overlap included). The encoder's default setting is added and marked."""
+    check_window_settings(encoder, settings)
     texts, spans, doc_of_chunk, relevant, queries = _contextual_inputs(encoder, data)
     tokenizer = encoder.model.tokenizer
     toks = tokenizer.tokenize(texts, encoder.model.prompts.document)

@@ -24,6 +24,7 @@ from dewey_core.evaluation.longembed import needle_set, passkey_set
 from dewey_core.evaluation.runner import (
     WINDOW_SETTINGS,
     Score,
+    check_window_settings,
     evaluate_contextual,
     evaluate_document_retrieval,
     evaluate_window_settings,
@@ -56,6 +57,7 @@ def run_evaluation(encoder: DeweyEncoder, config: EvaluationConfig = EvaluationC
     """Measure every task at every configured length; ``progress`` hears each step's name."""
     scores: list[Score] = []
     say = progress or (lambda _: None)
+    check_window_settings(encoder, config.window_settings)  # fail before hours of work, not after
 
     def contextual(length: int):
         return contextual_set(config.contextual_documents, length, config.seed, encoder.count_tokens)

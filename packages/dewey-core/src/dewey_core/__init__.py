@@ -9,6 +9,7 @@ Example:
 """
 
 from dewey_core.encoder import DeweyEncoder
+from dewey_core.inputs import check_texts
 from dewey_core.loading import ModelNotFoundError, clear_model_cache
 from dewey_core.scoring import (
     DEFAULT_FUSION_WEIGHT,
@@ -29,6 +30,7 @@ __all__ = [
     "ModelNotFoundError",
     "ScoredChunk",
     "ScoredDocument",
+    "check_texts",
     "clear_model_cache",
     "fuse",
     "rank_chunks",

@@ -13,7 +13,7 @@ from llama_index.core.bridge.pydantic import Field
 from llama_index.core.embeddings import MultiModalEmbedding
 from llama_index.core.schema import BaseNode, ImageType
 
-from dewey_core.inputs import check_texts
+from dewey_core import check_texts
 from llamaindex_dewey._encoder import DEFAULT_JASPER_MODEL, EncoderSettings
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from dewey_core import DeweyEncoder
 from langchain_dewey.contextual import ContextualVectorCache
@@ -56,8 +56,9 @@ class DeweyEmbeddings(BaseModel, Embeddings):
         2
     """
 
-    model: str = DEFAULT_MODEL
-    """A local model directory or a Hugging Face id (found in the local cache, else downloaded)."""
+    model: str = Field(default=DEFAULT_MODEL, validation_alias=AliasChoices("model", "model_name"))
+    """A local model directory or a Hugging Face id (found in the local cache, else downloaded);
+    ``model_name=`` is accepted too, as ``HuggingFaceEmbeddings`` spells it."""
     device: str | None = None
     """``"cuda"``, ``"cpu"``, ``"mps"``, ...; default: CUDA when available."""
     dtype: str | None = None
@@ -230,8 +231,8 @@ class JasperEmbeddings(DeweyEmbeddings):
         >>> query_vector = emb.embed_query("a red bicycle")  # doctest: +SKIP
     """
 
-    model: str = DEFAULT_JASPER_MODEL
-    """A local Jasper directory or Hugging Face id."""
+    model: str = Field(default=DEFAULT_JASPER_MODEL, validation_alias=AliasChoices("model", "model_name"))
+    """A local Jasper directory or Hugging Face id (``model_name=`` is accepted too)."""
 
     def embed_images(self, images: Sequence[ImageInput]) -> list[list[float]]:
         """Embed images (PIL images, file paths or bytes), in input order.

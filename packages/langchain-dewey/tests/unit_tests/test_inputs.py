@@ -36,6 +36,12 @@ def test_path_model_is_kept_as_str(tmp_path: Path):
     assert DeweyEmbeddings(model=tmp_path).model == str(tmp_path)
 
 
+def test_model_name_is_accepted_as_huggingface_embeddings_spells_it(tmp_path: Path):
+    emb = DeweyEmbeddings(model_name=tmp_path)
+    assert emb.model == str(tmp_path) and emb.model_dump()["model"] == str(tmp_path)
+    assert JasperEmbeddings(model_name="a/b").model == "a/b"
+
+
 def test_unknown_field_is_refused():
     with pytest.raises(pydantic.ValidationError, match="batch_sise"):
         DeweyEmbeddings(batch_sise=8)

@@ -7,8 +7,7 @@ chunks belongs to the chunk before it.
 
 from __future__ import annotations
 
-import numbers
-
+from dewey_core.inputs import check_int
 from dewey_core.tokenization import TokenizedText
 
 CHUNKING_MODES = ("boundaries", "fixed")
@@ -19,9 +18,8 @@ _PARAGRAPH, _LINE, _SENTENCE, _WORD, _NONE = 4, 3, 2, 1, 0
 
 def check_chunking(chunk_size: int, chunk_overlap: int, mode: str) -> None:
     """The built-in chunker's settings: ``chunk_size >= 1``, ``0 <= chunk_overlap < chunk_size``."""
-    for name, value in (("chunk_size", chunk_size), ("chunk_overlap", chunk_overlap)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    check_int(chunk_size, "chunk_size")
+    check_int(chunk_overlap, "chunk_overlap")
     if mode not in CHUNKING_MODES:
         raise ValueError(f"unknown chunking mode {mode!r}; expected one of {CHUNKING_MODES}")
     if chunk_size < 1:

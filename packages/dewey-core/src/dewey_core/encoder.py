@@ -7,7 +7,6 @@ Data path: texts are tokenised once (with offsets) -> sequences (or windows of l
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 
 from dewey_core.chunking import char_spans, check_chunking, chunk_token_ranges
 from dewey_core.devices import resolve_device, resolve_dtype
-from dewey_core.inputs import check_dim, check_spans, check_texts
+from dewey_core.inputs import check_dim, check_int, check_spans, check_texts
 from dewey_core.loading import shared_model
 from dewey_core.models import EncoderModel
 from dewey_core.pooling import content_mean, pool, segment_sums
@@ -46,17 +45,16 @@ class DeweyEncoder:
                  token_budget: int | None = None, batch_size: int | None = None,
                  packed: bool | None = None) -> None:
         special = model.tokenizer.num_special
-        for name, value in (("max_length", max_length), ("token_budget", token_budget)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+        max_length = check_int(max_length, "max_length", optional=True)
+        token_budget = check_int(token_budget, "token_budget", optional=True)
         if max_length is not None and not special < max_length <= model.max_length:
             raise ValueError(f"max_length must be in [{special + 1}, {model.max_length}] for this model "
                              f"(it adds {special} special tokens), got {max_length}")
         if token_budget is not None and token_budget < 1:
             raise ValueError(f"token_budget must be a positive int or None, got {token_budget}")
         self.model = model
-        self.max_length = int(max_length or model.max_length)
-        self.token_budget = int(token_budget or model.default_token_budget())
+        self.max_length = max_length or model.max_length
+        self.token_budget = token_budget or model.default_token_budget()
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")

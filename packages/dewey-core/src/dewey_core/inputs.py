@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 
 def check_texts(texts: Any, what: str = "texts") -> list[str]:
@@ -19,13 +18,22 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
     return list(texts)
 
 
+def check_int(value: Any, name: str, *, optional: bool = False) -> int | None:
+    """An integer setting as a plain ``int`` (numpy integers too; bools refused); ``None``
+    passes when ``optional``. Ranges are the caller's to check."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int{' or None' if optional else ''}, "
+                        f"got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def check_dim(dim: Any, available: Sequence[int]) -> int | None:
     """``dim`` is ``None`` or a positive int no larger than the biggest available output."""
+    dim = check_int(dim, "dim", optional=True)
     if dim is None:
         return None
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
-    dim = int(dim)
     if not 0 < dim <= max(available):
         raise ValueError(f"dim={dim} is out of range: this model's embeddings have at most "
                          f"{max(available)} dimensions")

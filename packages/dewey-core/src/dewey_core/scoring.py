@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dewey_core.inputs import check_int
+
 DEFAULT_FUSION_WEIGHT = 0.25
 """Share of the global document score in a fused score: ``(1 - w) * chunk + w * global``."""
 
@@ -55,9 +57,7 @@ def _as_query(query: np.ndarray | Sequence) -> np.ndarray:
 
 
 def _check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-        raise TypeError(f"top_k must be a positive int, got {type(top_k).__name__}")
-    if top_k < 1:
+    if check_int(top_k, "top_k") < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k}")
 
 

@@ -10,9 +10,9 @@ gets exactly one state, computed with the document's opening and its left neighb
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
+from dewey_core.inputs import check_int
 from dewey_core.pooling import Layout
 from dewey_core.tokenization import TokenizedText
 
@@ -39,10 +39,8 @@ class WindowPolicy:
     def __post_init__(self) -> None:
         for name, value in (("context_tokens", self.context_tokens),
                             ("window_overlap", self.overlap_tokens)):
-            if value is None:
+            if check_int(value, name, optional=True) is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
 

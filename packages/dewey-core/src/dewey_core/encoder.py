@@ -59,6 +59,7 @@ class DeweyEncoder:
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
         self.batch_size = batch_size
+        self._capacity: dict[str, int] = {}  # window capacity per prompt
         self.packed = (model.packing == "flash") if packed is None else packed
         if self.packed and model.packing == "none":
             raise ValueError(f"{model.family} models cannot run packed batches")
@@ -97,6 +98,16 @@ class DeweyEncoder:
     def tokenizer(self):
         """The underlying Hugging Face tokenizer."""
         return self.model.tokenizer.hf
+
+    def window_capacity(self, prompt: str | None = None) -> int:
+        """Content tokens one window holds after the special tokens and ``prompt`` (default:
+        the document prompt). A text whose first word merges with the prompt's last token gets
+        one more."""
+        prompt = self.model.prompts.document if prompt is None else prompt
+        if prompt not in self._capacity:
+            tok = self.model.tokenizer.tokenize([""], prompt)[0]
+            self._capacity[prompt] = self._room(tok)
+        return self._capacity[prompt]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Content tokens per text (no special or prompt tokens)."""
@@ -173,12 +184,11 @@ class DeweyEncoder:
         policy = WindowPolicy(context_tokens, window_overlap)
         if spans is not None:
             spans = check_spans(spans, texts, allow_overlap=allow_overlap)
-        prompt = self.model.prompts.document
         # Settings that fit no window fail for every input, short documents and none included.
-        policy.resolve(self._room(self.model.tokenizer.tokenize([""], prompt)[0]))
+        policy.resolve(self.window_capacity())
         if not texts:
             return []
-        toks = self.model.tokenizer.tokenize(texts, prompt)
+        toks = self.model.tokenizer.tokenize(texts, self.model.prompts.document)
         ranges, char = [], []
         for d, (text, tok) in enumerate(zip(texts, toks, strict=True)):
             if spans is None:

@@ -109,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"{args.out} holds embeddings made with other settings ({', '.join(changed)}); "
                      "use the same options to resume, or another --out")
     done = {doc for part in (manifest or {}).get("parts", []) for doc in part["documents"]}
-    # The model and every option are checked (one empty document) before anything is written.
+    # The model and every option are checked (late_chunk of no documents) before anything is written.
     try:
         encoder = load_encoder(args, args.model)
-        _late_chunk(args, encoder, [""])
+        _late_chunk(args, encoder, [])
     except (OSError, ValueError, TypeError) as exc:
         return _fail(str(exc))
 

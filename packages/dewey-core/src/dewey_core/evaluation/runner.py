@@ -134,9 +134,7 @@ def evaluate_contextual(encoder: DeweyEncoder, data: ContextualSet, *,
 
 def check_window_settings(encoder: DeweyEncoder, settings: Sequence[tuple[int, int]]) -> None:
     """Refuse, before any work, a ``(context_tokens, window_overlap)`` pair that fits no window."""
-    tokenizer = encoder.model.tokenizer
-    prompt = tokenizer.tokenize([""], encoder.model.prompts.document)[0].prompt_ids
-    room = capacity(encoder.max_length, tokenizer.num_special, len(prompt))
+    room = encoder.window_capacity()
     for context, overlap in settings:
         WindowPolicy(context, overlap).resolve(room)
 
@@ -151,8 +149,7 @@ def evaluate_window_settings(encoder: DeweyEncoder, data: ContextualSet,
     tokenizer = encoder.model.tokenizer
     toks = tokenizer.tokenize(texts, encoder.model.prompts.document)
     n_tokens = sum(len(t) for t in toks)
-    room = capacity(encoder.max_length, tokenizer.num_special, len(toks[0].prompt_ids))
-    default = WindowPolicy().resolve(room)
+    default = WindowPolicy().resolve(encoder.window_capacity())
     scores = []
     for context, overlap in dict.fromkeys([*settings, default]):
         policy = WindowPolicy(context, overlap)

@@ -119,11 +119,8 @@ def rank_documents(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequen
     """Top documents for one query: each scored by its best chunk (max-sim) fused with its
     global score."""
     _check_top_k(top_k)
-    if not len(doc_ids):
-        _as_query(query)
-        return []
     ranked = rank_chunks(query, chunk_vectors, doc_ids, global_vectors,
-                         top_k=len(doc_ids), fusion_weight=fusion_weight)
+                         top_k=max(len(doc_ids), 1), fusion_weight=fusion_weight)
     best: dict[Hashable, ScoredDocument] = {}
     for hit in ranked:  # best first, so the first hit of a document is its max
         if hit.doc_id not in best:

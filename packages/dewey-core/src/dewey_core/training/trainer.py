@@ -253,7 +253,7 @@ class _Run:
         self.optimizer.step()
         self.scheduler.step()
         self.student_model.backbone.eval()
-        return {"step": step + 1, "loss": float(loss), **{k: float(v) for k, v in terms.items()}, "lr": lr}
+        return {"step": step + 1, "loss": loss.item(), **{k: v.item() for k, v in terms.items()}, "lr": lr}
 
     # ------------------------------------------------------------------ state
     def _weights(self) -> dict[str, torch.Tensor]:

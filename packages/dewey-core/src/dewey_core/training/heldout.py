@@ -68,7 +68,7 @@ def _paragraph_sentences(text: str) -> list[list[tuple[int, int]]]:
 
 
 def sentence_removal_set(documents: Sequence[str], chunk_spans: Callable[[str], list[tuple[int, int]]],
-                         *, queries_per_document: int = 8, seed: int = 0, min_words: int = 8,
+                         *, queries_per_document: int = 32, seed: int = 0, min_words: int = 8,
                          max_words: int = 40) -> HeldOutRetrievalSet:
     """Take up to ``queries_per_document`` sentences (never two neighbours) out of each
     document; ``chunk_spans`` chunks the remaining text."""

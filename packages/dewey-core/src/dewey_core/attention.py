@@ -23,6 +23,7 @@ mask (boolean for SDPA, additive for eager), or flash-attention's ``cu_seq_lens`
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,14 @@ class AttentionSpec:
     forced_bidirectional: bool = False
     """A decoder whose layers were made bidirectional: it must be handed its mask, padded
     batches included, or it builds a causal one."""
+    takes_positions: bool = True
+    """The backbone's forward accepts ``position_ids`` (T5's encoder does not: no packing)."""
 
     @property
     def packing(self) -> str:
         """``flash`` (varlen, no mask), ``mask`` (block-diagonal 4-D mask) or ``none``."""
+        if not self.takes_positions:
+            return "none"
         if self.kernel == FLASH:
             return "flash"
         if self.kernel in ("sdpa", "eager") and not (self.causal and self.sliding_window):
@@ -159,6 +164,7 @@ def inspect_backbone(backbone: torch.nn.Module, kernel: str, *,
     # Per-layer-type masks only where they are needed: distinct sliding layers, or a decoder
     # made bidirectional. Other backbones take one 4-D mask.
     layer_masks = layer_types if (sliding or forced_bidirectional) else ()
+    takes_positions = "position_ids" in inspect.signature(backbone.forward).parameters
     return AttentionSpec(kernel=kernel, causal=causal, position_offset=offset,
                          layer_masks=layer_masks, sliding_window=window,
-                         forced_bidirectional=forced_bidirectional)
+                         forced_bidirectional=forced_bidirectional, takes_positions=takes_positions)

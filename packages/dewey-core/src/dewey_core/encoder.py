@@ -184,8 +184,9 @@ class DeweyEncoder:
         ``chunk_overlap`` shared tokens, ``chunking="boundaries"`` to prefer paragraph and
         sentence breaks or ``"fixed"``).
 
-        A chunk embedding is the mean of the states of the tokens that start inside its span
-        (the document prompt and special tokens belong to no chunk). The global embedding uses
+        A chunk embedding is the mean of the states of the tokens whose text starts inside its
+        span, at their first non-space character (so ``" Rust"`` belongs to a span starting at
+        ``R``); the document prompt and special tokens belong to no chunk. The global embedding uses
         the model's pooling over the whole document; for documents longer than the window,
         mean modes average all content tokens and ``cls`` averages the windows' CLS vectors
         weighted by their new tokens.

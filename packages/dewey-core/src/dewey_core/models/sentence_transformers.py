@@ -88,7 +88,12 @@ def encoder_class(transformer_dir: Path) -> type:
     or the encoder alone of an encoder-decoder (T5: ``T5EncoderModel``)."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-    config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=False)
+    except ValueError as exc:
+        raise ValueError(f"{transformer_dir}: transformers does not know this architecture "
+                         f"without the checkpoint's own code, which is not run for generic "
+                         f"sentence-transformers folders ({exc})") from exc
     try:
         model_class = MODEL_MAPPING[type(config)]
     except KeyError:

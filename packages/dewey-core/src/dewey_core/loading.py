@@ -68,7 +68,7 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     path = resolve_model_dir(name_or_path, patterns=patterns)
     family = detect_family(path)
     check_options(family, path, options)
-    key = (str(path), str(device), dtype, family.load_key(device, options))
+    key = (str(path), str(device), dtype, family.load_key(path, device, dtype, options))
     with _lock:
         if key not in _loaded:
             _loaded[key] = family.load(path, device, dtype,

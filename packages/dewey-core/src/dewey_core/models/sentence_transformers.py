@@ -108,13 +108,28 @@ def encoder_class(transformer_dir: Path) -> type:
     return model_class
 
 
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    return choose_kernel(device, supported_kernels(encoder_class(transformer_folder(path))),
+                         dtype=dtype)
+
+
+def transformer_folder(path: Path) -> Path:
+    """The folder of the Transformer module (the model folder itself unless modules.json
+    names a subfolder)."""
+    for module in read_modules(path):
+        if module["type"].rsplit(".", 1)[-1] == "Transformer":
+            return path / module.get("path", "")
+    return path
+
+
 class SentenceTransformerModel(EncoderModel):
     """Any transformers encoder in sentence-transformers layout, or a bare transformers folder
     (then mean pooling over all tokens, as sentence-transformers does by default)."""
 
     family = "sentence-transformers"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         modules = read_modules(path)
         transformer_dir = path
@@ -135,7 +150,7 @@ class SentenceTransformerModel(EncoderModel):
             self.pooling = "mean_no_prompt"
         model_class = encoder_class(transformer_dir)
         # MPNet, DeBERTa-v2 and others have no SDPA: eager attention (padded or mask-packed).
-        kernel = choose_kernel(device, supported_kernels(model_class))
+        kernel = choose_kernel(device, supported_kernels(model_class), attention, dtype)
         self.backbone = model_class.from_pretrained(
             transformer_dir, dtype=dtype, use_safetensors=True, attn_implementation=kernel)
         self.backbone.to(device).eval()

@@ -162,3 +162,20 @@ def test_any_splitter_gives_the_chunks(minilm_path, corpus, tmp_path):
                    show_progress=False)
     assert set(calls) >= set(corpus.values())  # every document, training and held out
     assert result.report["held_out"]["after"]["chunk cosine to target"] > 0
+
+
+def test_the_command_line_trains_a_folder_corpus(minilm_path, corpus, tmp_path, capsys):
+    from dewey_core.cli import main
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in corpus.items():
+        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    code = main(["train", str(folder), "--out", str(tmp_path / "cli"), "--model", minilm_path,
+                 "--steps", "1", "--windows-per-step", "1", "--chunk-size", "32", "--held-out", "0",
+                 "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "# Training report: chunk-alignment" in captured.out
+    assert "No documents were held out" in captured.out
+    assert DeweyEncoder.from_pretrained(tmp_path / "cli", device="cpu").dimension == 384

@@ -35,9 +35,11 @@ def plot_loss(history: Sequence[dict], path: Path, title: str) -> Path:
     ax.plot(steps, [h["loss"] for h in history], color="0.8", linewidth=0.8, label="loss (per step)")
     ax.plot(steps, moving_average([h["loss"] for h in history]), color="black", linewidth=1.8,
             label=f"loss ({SMOOTHING}-step mean)")
-    terms = [k for k in history[0] if k not in ("step", "loss", "lr")] if history else []
-    for term in terms:
-        ax.plot(steps, moving_average([h.get(term, 0.0) for h in history]), linewidth=1.2, label=term)
+    terms = dict.fromkeys(k for h in history for k in h if k not in ("step", "loss", "lr"))
+    for term in terms:  # a term absent from some steps (global: whole documents only) is drawn where it is
+        present = [h for h in history if term in h]
+        ax.plot([h["step"] for h in present], moving_average([h[term] for h in present]),
+                linewidth=1.2, label=term)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)

@@ -117,10 +117,15 @@ def train(corpus: Corpus, out: str | Path, config: TrainingConfig | None = None,
     work.mkdir(parents=True, exist_ok=True)
     if state["history"]:
         plot_loss(state["history"], work / "loss.png",
-                  f"{config.objective}: {Path(config.model).name} on {report['corpus']['source']}")
+                  f"{config.objective}: {_short(config.model)} on {_short(report['corpus']['source'])}")
     write_report(work, report)
     remove_checkpoint(work)
     return TrainingResult(out, report)
+
+
+def _short(name: str) -> str:
+    """A local path by its last two parts (a package's model folder is often just "model")."""
+    return "/".join(Path(name).parts[-2:]) if Path(name).exists() else name
 
 
 def _resumable(out: Path, work: Path, config: TrainingConfig) -> dict | None:

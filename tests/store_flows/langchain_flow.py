@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from pydoc_data.topics import topics
 from typing import Any
 
 from common import CHUNK_SIZE, FILTER_TOPIC, MODEL, QUESTIONS, TOPICS, main, vectors_in
 from langchain_classic.storage import LocalFileStore, create_kv_docstore
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
-from pydoc_data.topics import topics
 
 from langchain_dewey import DeweyEmbeddings, DeweyRetriever, DeweyTextSplitter, HandoffWarning
 
@@ -55,7 +55,8 @@ def open_stores(directory: Path, emb: DeweyEmbeddings) -> dict[str, tuple[Any, A
     from qdrant_client import models
 
     memory = InMemoryVectorStore.load(str(directory / "memory.json"), emb)
-    chroma = Chroma(collection_name="pydoc", embedding_function=emb, persist_directory=str(directory / "chroma"))
+    chroma = Chroma(collection_name="pydoc", embedding_function=emb,
+                    persist_directory=str(directory / "chroma"))
     qdrant = QdrantVectorStore.from_existing_collection(embedding=emb, path=str(directory / "qdrant"),
                                                         collection_name="pydoc")
     faiss = {name: FAISS.load_local(str(directory / name), emb, allow_dangerous_deserialization=True)
@@ -98,7 +99,8 @@ def retrieve(directory: Path) -> dict[str, Any]:
 
 def _hit(doc: Document) -> dict[str, Any]:
     meta = doc.metadata
-    return {"id": doc.id, "source": meta["source"], "start": meta.get("start_index", meta.get("dewey_best_chunk_start")),
+    start = meta.get("start_index", meta.get("dewey_best_chunk_start"))
+    return {"id": doc.id, "source": meta["source"], "start": start,
             "score": meta["dewey_score"], "chunk_score": meta["dewey_chunk_score"],
             "global_score": meta["dewey_global_score"], "vectors_in_result": vectors_in(meta)}
 

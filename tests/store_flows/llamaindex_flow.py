@@ -5,6 +5,7 @@ them again and runs DeweyRetriever."""
 from __future__ import annotations
 
 from pathlib import Path
+from pydoc_data.topics import topics
 from typing import Any
 
 from common import CHUNK_SIZE, FILTER_TOPIC, MODEL, QUESTIONS, TOPICS, main, vectors_in
@@ -12,7 +13,6 @@ from llama_index.core import Document, StorageContext, VectorStoreIndex, load_in
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.schema import MetadataMode
 from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
-from pydoc_data.topics import topics
 
 from llamaindex_dewey import DeweyEmbedding, DeweyNodeParser, DeweyRetriever
 
@@ -33,14 +33,16 @@ def vector_store(name: str, directory: Path, create: bool) -> Any:
         from llama_index.vector_stores.qdrant import QdrantVectorStore
         from qdrant_client import QdrantClient
 
-        return QdrantVectorStore(client=QdrantClient(path=str(directory / "qdrant-db")), collection_name="pydoc")
+        client = QdrantClient(path=str(directory / "qdrant-db"))
+        return QdrantVectorStore(client=client, collection_name="pydoc")
     if name.startswith("faiss"):
         import faiss
         from llama_index.vector_stores.faiss import FaissVectorStore
 
         if not create:
             return FaissVectorStore.from_persist_dir(str(directory / name))
-        return FaissVectorStore(faiss_index=(faiss.IndexFlatL2 if name == "faiss_l2" else faiss.IndexFlatIP)(384))
+        index = faiss.IndexFlatL2(384) if name == "faiss_l2" else faiss.IndexFlatIP(384)
+        return FaissVectorStore(faiss_index=index)
     from llama_index.vector_stores.lancedb import LanceDBVectorStore
 
     return LanceDBVectorStore(uri=str(directory / "lancedb"), table_name="pydoc")
@@ -99,7 +101,7 @@ def _hit(hit: Any) -> dict[str, Any]:
     node = hit.node
     return {"id": node.node_id, "source": node.metadata["topic"], "start": node.start_char_idx,
             "score": hit.score, "vectors_in_result": vectors_in(node.metadata),
-            "llm_text_length": len(node.get_content(MetadataMode.ALL)) - len(node.get_content(MetadataMode.NONE))}
+            "llm_metadata_chars": len(node.get_content(MetadataMode.LLM)) - len(node.text)}
 
 
 if __name__ == "__main__":

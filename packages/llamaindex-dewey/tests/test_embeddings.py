@@ -111,7 +111,8 @@ def test_serialises_like_llamaindex_embeddings(minilm_path):
     assert data["class_name"] == "DeweyEmbedding"
     assert DeweyEmbedding.from_dict(data).to_dict() == data
     assert DeweyEmbedding.from_json(embed.to_json()).to_dict() == data
-    assert embed.to_payload()["model_name"] == minilm_path
+    if hasattr(embed, "to_payload"):  # what instrumentation records (llama-index-core 0.14.2x on)
+        assert embed.to_payload()["model_name"] == minilm_path
 
 
 def test_jasper_is_a_multimodal_embedding(minilm_path):

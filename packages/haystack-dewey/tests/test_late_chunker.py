@@ -13,7 +13,7 @@ from haystack import Document
 from haystack.components.preprocessors import DocumentSplitter
 from haystack.utils import ComponentDevice
 
-from haystack_dewey import SOURCE_ID_FIELD, DeweyLateChunker
+from haystack_dewey import DeweyLateChunker
 from haystack_dewey import _common as common_module
 from haystack_dewey.presplit import group_splits
 
@@ -127,6 +127,7 @@ def test_warm_up_loads_once(minilm_path, monkeypatch):
 
 
 def test_run_whole_document(topic_result, parent, minilm, topic):
+    from haystack_dewey import SOURCE_ID_FIELD
     chunks = topic_result["documents"]
     expected = minilm.late_chunk([topic], chunk_size=64)[0]
     assert len(chunks) == len(expected.chunks) > 5
@@ -196,6 +197,7 @@ def _split(text: str, **params) -> tuple[Document, list[Document]]:
 
 
 def test_run_presplit_documents_with_overlap(chunker, minilm, topic):
+    from haystack_dewey import SOURCE_ID_FIELD
     _, splits = _split(topic, split_by="word", split_length=40, split_overlap=10)
     assert len(splits) > 5
     shuffled = splits[:]

@@ -11,15 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.stores import InMemoryStore
 from langchain_text_splitters import CharacterTextSplitter
 
-from langchain_dewey import (
-    DOC_ID,
-    DeweyEmbeddings,
-    DeweyRetriever,
-    DeweyTextSplitter,
-    HandoffError,
-    global_key,
-    read_global_record,
-)
+from langchain_dewey import DOC_ID, DeweyEmbeddings, DeweyRetriever, DeweyTextSplitter
 
 FOOTER = "Contact the support team for more help."
 DOCS = [Document("Saffron is the most expensive spice by weight.\n\n" + FOOTER, metadata={"source": "spice"}),
@@ -106,6 +98,8 @@ def test_add_documents_replaces_an_edited_document_s_chunks(emb, model_calls):
     from langchain_qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
+    from langchain_dewey import global_key, read_global_record
+
     client = QdrantClient(location=":memory:")
     client.create_collection("r", vectors_config=COSINE_384)
     store = QdrantVectorStore(client=client, collection_name="r", embedding=emb)
@@ -145,6 +139,8 @@ def test_add_documents_refuses_a_store_that_embeds_with_other_embeddings(emb, mi
 
 def test_a_store_that_embeds_something_else_breaks_the_pinned_handoff(emb):
     from langchain_core.vectorstores import InMemoryVectorStore
+
+    from langchain_dewey import HandoffError
 
     class Rewriting(InMemoryVectorStore):
         def add_documents(self, documents, **kwargs):  # embeds altered texts

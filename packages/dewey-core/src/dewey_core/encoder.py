@@ -68,7 +68,8 @@ class DeweyEncoder:
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None, max_length: int | None = None,
                         *, token_budget: int | None = None, batch_size: int | None = None,
-                        packed: bool | None = None, **model_options: Any) -> DeweyEncoder:
+                        packed: bool | None = None, backend: str | None = None,
+                        **model_options: Any) -> DeweyEncoder:
         """Load (or reuse) a model from a local directory or a Hugging Face id.
 
         Args:
@@ -79,12 +80,14 @@ class DeweyEncoder:
                 truncated by ``encode_*`` and windowed by ``late_chunk``.
             token_budget: padded tokens per batch (default 2048 on CPU, 16384 on GPU).
             batch_size: at most this many sequences per batch as well (default: no cap).
-            packed: padding-free batches; default on when flash-attention is usable.
-            model_options: family options (e.g. ``pooling`` for dewey_en_beta).
+            packed: padding-free batches; default on with varlen kernels (CUDA).
+            backend: ``"torch"`` or ``"openvino"`` (CPU, float32, about twice as fast: see
+                :mod:`dewey_core.openvino`); default OpenVINO where it applies and is installed.
+            model_options: family options (e.g. ``pooling`` for dewey_en_beta, ``attention``).
         """
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        model = shared_model(name_or_path, device, dtype, **model_options)
+        model = shared_model(name_or_path, device, dtype, backend, **model_options)
         return cls(model, max_length=max_length, token_budget=token_budget, batch_size=batch_size,
                    packed=packed)
 

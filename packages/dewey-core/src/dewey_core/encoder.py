@@ -59,6 +59,9 @@ class DeweyEncoder:
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
         self.batch_size = batch_size
+        self.positions_run = 0
+        """Token positions the model has run for this encoder (padding and carried context
+        included): the work done, for benchmarks."""
         self._capacity: dict[str, int] = {}  # window capacity per prompt
         self.packed = (model.packing == "flash") if packed is None else packed
         if self.packed and model.packing == "none":
@@ -90,6 +93,13 @@ class DeweyEncoder:
         model = shared_model(name_or_path, device, dtype, backend, **model_options)
         return cls(model, max_length=max_length, token_budget=token_budget, batch_size=batch_size,
                    packed=packed)
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (f"DeweyEncoder(model={str(m.path)!r}, family={m.family!r}, device='{m.device}', "
+                f"dtype={str(m.dtype).removeprefix('torch.')!r}, backend={m.backend!r}, "
+                f"attention={m.attention.kernel!r}, packed={self.packed}, "
+                f"max_length={self.max_length}, dimension={self.dimension})")
 
     # ------------------------------------------------------------------ properties
     @property
@@ -252,12 +262,12 @@ class DeweyEncoder:
 
     def _run(self, sequences: list[list[int]], consume, show_progress: bool | None,
              desc: str, extras: list | None = None) -> None:
-        run_sequences(self.model.forward, sequences, consume,
-                      pad_id=self.model.tokenizer.pad_id, device=self.model.device,
-                      token_budget=self.token_budget, max_batch_size=self.batch_size,
-                      packed=self.packed,
-                      flash=self.model.packing == "flash", extras=extras,
-                      show_progress=show_progress, desc=desc)
+        self.positions_run += run_sequences(
+            self.model.forward, sequences, consume, pad_id=self.model.tokenizer.pad_id,
+            device=self.model.device, token_budget=self.token_budget,
+            max_batch_size=self.batch_size, packed=self.packed,
+            flash=self.model.packing == "flash", extras=extras, show_progress=show_progress,
+            desc=desc)
 
     def _finish(self, pooled: torch.Tensor, dim: int | None, normalize: bool = True) -> np.ndarray:
         """Heads, truncation to ``dim``, L2 normalisation; float32 numpy."""

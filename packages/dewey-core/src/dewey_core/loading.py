@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from dewey_core.openvino import BACKENDS, on_openvino, unsupported_reason
 # Only what the engine reads: never pickled weights, never remote code unless asked for.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
+logger = logging.getLogger("dewey_core")
 _lock = threading.Lock()
 _loaded: dict[tuple, EncoderModel] = {}
 
@@ -79,11 +81,14 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
         if key not in _loaded:
             _loaded[key] = family.load(path, device, dtype,
                                        **{k: v for k, v in options.items() if k in family.options})
+            logger.info("loaded %s (%s) on %s in %s, %s attention", path, family.name, device,
+                        str(dtype).removeprefix("torch."), _loaded[key].attention.kernel)
         model = _loaded[key]
         if backend == "openvino" or (backend is None and not options.get("trust_remote_code")
                                      and unsupported_reason(model) is None):
             if (*key, "openvino") not in _loaded:
                 _loaded[(*key, "openvino")] = on_openvino(model)
+                logger.info("forward step of %s on OpenVINO (CPU, float32)", path)
             model = _loaded[(*key, "openvino")]
     return model.with_options(**{k: v for k, v in options.items()
                                  if k in family.view_options and v is not None})

@@ -18,6 +18,8 @@ FLOWS = Path(__file__).parent / "store_flows"
 sys.path.insert(0, str(FLOWS))
 from common import FILTER_TOPIC, QUESTIONS  # noqa: E402
 
+pytestmark = pytest.mark.stores
+
 STORES = {
     "langchain": ("memory", "chroma", "qdrant", "faiss_l2", "faiss_ip", "lancedb"),
     "llamaindex": ("memory", "chroma", "qdrant", "faiss_l2", "faiss_ip", "lancedb"),

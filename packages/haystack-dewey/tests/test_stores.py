@@ -12,6 +12,8 @@ from haystack.document_stores.in_memory import InMemoryDocumentStore
 
 from haystack_dewey import DeweyFusionRanker, DeweyLateChunker, DeweyRetriever
 
+pytestmark = pytest.mark.stores
+
 TOPICS = ["assert", "for", "lambda", "try", "with", "yield"]
 QUESTION = "How do I catch an exception and clean up afterwards?"
 

@@ -13,6 +13,8 @@ from llama_index.core.schema import MetadataMode
 
 from llamaindex_dewey import DeweyEmbedding, DeweyRetriever
 
+pytestmark = pytest.mark.stores
+
 
 @pytest.fixture(scope="module")
 def embed(minilm_path) -> DeweyEmbedding:

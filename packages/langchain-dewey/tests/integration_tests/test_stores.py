@@ -13,6 +13,8 @@ from langchain_text_splitters import CharacterTextSplitter
 
 from langchain_dewey import DOC_ID, DeweyEmbeddings, DeweyRetriever, DeweyTextSplitter
 
+pytestmark = pytest.mark.stores
+
 FOOTER = "Contact the support team for more help."
 DOCS = [Document("Saffron is the most expensive spice by weight.\n\n" + FOOTER, metadata={"source": "spice"}),
         Document("Rust is a language with a borrow checker.\n\n" + FOOTER, metadata={"source": "rust"}),

@@ -17,6 +17,7 @@ COMMANDS = {
     "bench": "bench",
     "verify-checkpoint": "verify",
     "serve": "serve",
+    "bench-serve": "bench_serve",
 }
 
 

@@ -5,9 +5,9 @@ are answered; every response is kept, so the caller can compare each one with in
 vectors for its own inputs (nothing lost, nothing crossed between requests).
 
 Example:
-    >>> texts = ["one", "two", "three", "four"]
-    >>> [len(r) for r in mixed_workload(texts, 5, seed=1)]  # doctest: +SKIP
-    [1, 3, 1, 2, 9]
+    >>> requests = mixed_workload(["one", "two", "three", "four"], 5, seed=1)
+    >>> len(requests), all(1 <= len(r) <= 4 for r in requests)
+    (5, True)
 """
 
 from __future__ import annotations
@@ -62,6 +62,18 @@ def passages(corpus: dict[str, str] | Sequence[str], min_chars: int = 20, max_ch
             if len(para) >= min_chars:
                 out.append(para)
     return out
+
+
+def workload_pool(encoder, limit: int = 2000) -> list[str]:
+    """Texts of mixed length from CPython's pydoc topics: sentences (query-like) and passages up
+    to 600 characters, each within one window of ``encoder`` (so no server truncates or refuses)."""
+    from pydoc_data.topics import topics
+
+    long = passages(dict(sorted(topics.items())))
+    short = [s.strip() + "." for p in long for s in p.split(". ") if 20 <= len(s) <= 150]
+    mixed = [t for pair in zip(short, long) for t in pair]
+    capacity = encoder.window_capacity()
+    return [t for t, n in zip(mixed, encoder.count_tokens(mixed), strict=True) if n <= capacity][:limit]
 
 
 def mixed_workload(texts: Sequence[str], n_requests: int, seed: int = 0) -> list[list[str]]:

@@ -27,16 +27,19 @@ def plain_token_states(enc, text: str) -> tuple[torch.Tensor, list[tuple[int, in
     return states[len(prefix):len(prefix) + len(offsets)], offsets
 
 
-def reference_chunk(enc, text: str, span: tuple[int, int]) -> np.ndarray:
-    """The normalised chunk vector of ``span`` in ``text`` (head applied)."""
+def reference_chunks(enc, text: str, spans: list[tuple[int, int]]) -> np.ndarray:
+    """The normalised chunk vectors of ``spans`` in ``text`` (head applied), one row each."""
     states, offsets = plain_token_states(enc, text)
-    inside = []
-    for i, (s, e) in enumerate(offsets):
+    anchors = []
+    for s, e in offsets:
         chars = [p for p in range(max(s, 0), e) if not text[p].isspace()] or [max(s, 0)]
-        if e > 0 and span[0] <= chars[0] < span[1]:
-            inside.append(i)
-    if not inside:
-        raise ValueError(f"no token of {text!r} starts in span {span}")
+        anchors.append(chars[0] if e > 0 else -1)
+    pooled = []
+    for span in spans:
+        inside = [i for i, a in enumerate(anchors) if span[0] <= a < span[1]]
+        if not inside:
+            raise ValueError(f"no token of {text!r} starts in span {span}")
+        pooled.append(states[inside].float().mean(0))
     with torch.inference_mode():
-        vector = enc.model.project(states[inside].float().mean(0, keepdim=True), None)[0]
-    return torch.nn.functional.normalize(vector, dim=-1).numpy()
+        vectors = enc.model.project(torch.stack(pooled), None)
+    return torch.nn.functional.normalize(vectors, dim=-1).numpy()

@@ -3,6 +3,8 @@ in-process vectors; bad input gets a clear 4xx and the server keeps serving."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
 import pytest
@@ -274,3 +276,29 @@ def test_health_models_and_metrics(http, server):
     assert 'dewey_requests_total{route="/v1/embeddings",status="200"}' in text
     assert "dewey_batch_requests_count" in text and "dewey_queue_tokens" in text
     assert 'dewey_rejected_total{reason="too_many_inputs"}' in text or "dewey_rejected" in text
+
+
+def test_a_full_queue_answers_503_and_an_oversized_request_413(minilm):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The first request waits up to 2 s for company, so the queue is full when the second comes.
+    settings = ServerSettings(model_id=MODEL, max_queued_tokens=300, max_batch_tokens=10_000,
+                              max_wait_ms=2000)
+    text = " ".join(["town"] * 100)  # 100 tokens (+2 special) of work each
+    with serve_in_thread(create_app(minilm, settings)) as url:
+        def post(body):
+            return httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, **body}, timeout=60)
+
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(post, {"input": [text]})
+            time.sleep(0.5)
+            busy = post({"input": [text, text]})
+            assert first.result().status_code == 200
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert "the server is busy" in busy.json()["error"]["message"]
+        oversized = post({"input": [text, text, text]})
+        assert oversized.status_code == 413
+        assert "more than the server queues at once (300)" in oversized.json()["error"]["message"]
+        assert post({"input": [text]}).status_code == 200
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'dewey_rejected_total{reason="overloaded"} 1.0' in metrics

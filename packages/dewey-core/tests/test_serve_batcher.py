@@ -57,7 +57,8 @@ def test_only_requests_with_the_same_settings_are_merged(minilm):
     async def main():
         batcher = Batcher(minilm, max_wait=0.05, observer=recorder)
         await batcher.start()
-        out = await asyncio.gather(batcher.submit(_doc(TEXTS[:2]), 20), batcher.submit(_doc(TEXTS[2:4], 64), 20),
+        out = await asyncio.gather(batcher.submit(_doc(TEXTS[:2]), 20),
+                                   batcher.submit(_doc(TEXTS[2:4], 64), 20),
                                    batcher.submit(_doc(TEXTS[4:6]), 20))
         await batcher.close()
         return out
@@ -69,15 +70,16 @@ def test_only_requests_with_the_same_settings_are_merged(minilm):
 
 
 def test_a_failing_request_fails_alone(minilm):
-    good = LateChunkWork(["Saffron is a spice. It is red."], [[(0, 19)]], 256, 0, "boundaries", None, None, None)
+    good = LateChunkWork(["Saffron is a spice. It is red."], [[(0, 19)]], 256, 0, "boundaries",
+                         None, None, None)
     # Spans are checked at admission; this one skipped that, so the engine refuses it in the merged call.
     bad = LateChunkWork(["short"], [[(0, 99)]], 256, 0, "boundaries", None, None, None)
 
     async def main():
         batcher = Batcher(minilm, max_wait=0.05)
         await batcher.start()
-        out = await asyncio.gather(batcher.submit(good, 10), batcher.submit(bad, 10), batcher.submit(good, 10),
-                                   return_exceptions=True)
+        out = await asyncio.gather(batcher.submit(good, 10), batcher.submit(bad, 10),
+                                   batcher.submit(good, 10), return_exceptions=True)
         await batcher.close()
         return out
 

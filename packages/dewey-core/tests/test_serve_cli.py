@@ -48,8 +48,8 @@ def test_sigterm_finishes_in_flight_requests(minilm_path, minilm, pydoc_topics):
                     for i in range(4)]
 
         def send(texts):
-            return httpx.post(f"{url}/v1/embeddings", json={"model": "minilm", "input": texts, "truncate": True},
-                              timeout=300)
+            return httpx.post(f"{url}/v1/embeddings", timeout=300,
+                              json={"model": "minilm", "input": texts, "truncate": True})
 
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(send, r) for r in requests]

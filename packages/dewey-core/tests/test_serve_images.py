@@ -80,7 +80,8 @@ def test_remote_encoder_images_and_text_share_the_space(url, jasper, tmp_path):
 def test_bad_images_get_422_naming_the_input(url, item, message):
     import httpx
 
-    response = httpx.post(f"{url}/v1/images/embeddings", json={"model": "jasper", "input": [item]}, timeout=60)
+    response = httpx.post(f"{url}/v1/images/embeddings", json={"model": "jasper", "input": [item]},
+                          timeout=60)
     assert response.status_code == 422, response.text
     assert message in response.json()["error"]["message"]
     ok = httpx.post(f"{url}/v1/images/embeddings",

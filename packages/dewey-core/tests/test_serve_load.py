@@ -9,18 +9,15 @@ import pytest
 pytest.importorskip("fastapi")
 
 from dewey_core.serving.app import ServerSettings, create_app
-from dewey_core.serving.loadtest import min_cosine, mixed_workload, passages, run_load
+from dewey_core.serving.loadtest import min_cosine, mixed_workload, run_load, workload_pool
 from dewey_core.serving.runner import serve_in_thread
 
-CONCURRENCY, REQUESTS = 64, 320
+CONCURRENCY, REQUESTS = 64, 256
 
 
 @pytest.mark.slow
-def test_64_clients_get_their_own_vectors(minilm, pydoc_topics):
-    capacity = minilm.window_capacity()
-    texts = passages(pydoc_topics, max_chars=400)
-    pool = [t for t, n in zip(texts, minilm.count_tokens(texts), strict=True) if n <= capacity][:600]
-    workload = mixed_workload(pool, REQUESTS, seed=7)
+def test_64_clients_get_their_own_vectors(minilm):
+    workload = mixed_workload(workload_pool(minilm, limit=600), REQUESTS, seed=7)
     unique = sorted({t for r in workload for t in r})
     expected = dict(zip(unique, minilm.encode_documents(unique), strict=True))
 

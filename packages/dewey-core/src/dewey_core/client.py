@@ -58,8 +58,10 @@ class RemoteEncoder:
 
     def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None,
                  timeout: float = 600.0, max_retries: int = 8, request_inputs: int = 256) -> None:
-        import httpx
-
+        try:
+            import httpx
+        except ImportError as exc:  # pragma: no cover - httpx comes with every framework
+            raise ImportError("RemoteEncoder needs httpx: pip install 'dewey-core[client]'") from exc
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http(s) URL such as http://127.0.0.1:8080, "
                              f"got {base_url!r}")

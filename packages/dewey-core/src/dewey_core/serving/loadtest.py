@@ -24,8 +24,8 @@ import numpy as np
 
 from dewey_core.serving.wire import decode_vector
 
-#: Inputs per request: mostly small requests, some larger ones.
-REQUEST_SIZES = ((1, 0.45), (2, 0.15), (4, 0.15), (8, 0.15), (16, 0.07), (32, 0.03))
+#: Inputs per request: mostly small requests (as queries are), some batches of passages.
+REQUEST_SIZES = ((1, 0.5), (2, 0.2), (4, 0.15), (8, 0.1), (16, 0.05))
 
 
 @dataclass
@@ -65,19 +65,20 @@ def passages(corpus: dict[str, str] | Sequence[str], min_chars: int = 20, max_ch
 
 
 def workload_pool(encoder, limit: int = 2000) -> list[str]:
-    """Texts of mixed length from CPython's pydoc topics: sentences (query-like) and passages up
-    to 600 characters, each within one window of ``encoder`` (so no server truncates or refuses)."""
+    """Texts of mixed length from CPython's pydoc topics: two sentences (query-like) for each
+    passage of up to 400 characters, each within one window of ``encoder`` (so no server
+    truncates or refuses)."""
     from pydoc_data.topics import topics
 
-    long = passages(dict(sorted(topics.items())))
+    long = passages(dict(sorted(topics.items())), max_chars=400)
     short = [s.strip() + "." for p in long for s in p.split(". ") if 20 <= len(s) <= 150]
-    mixed = [t for pair in zip(short, long) for t in pair]
+    mixed = [t for i, text in enumerate(long) for t in (*short[2 * i:2 * i + 2], text)]
     capacity = encoder.window_capacity()
     return [t for t, n in zip(mixed, encoder.count_tokens(mixed), strict=True) if n <= capacity][:limit]
 
 
 def mixed_workload(texts: Sequence[str], n_requests: int, seed: int = 0) -> list[list[str]]:
-    """``n_requests`` requests of 1 to 32 texts drawn from ``texts`` (sizes from REQUEST_SIZES)."""
+    """``n_requests`` requests of 1 to 16 texts drawn from ``texts`` (sizes from REQUEST_SIZES)."""
     rng = random.Random(seed)
     sizes, weights = zip(*REQUEST_SIZES, strict=True)
     return [rng.sample(list(texts), min(rng.choices(sizes, weights)[0], len(texts)))

@@ -199,3 +199,46 @@ def test_out_of_memory_retry_frees_the_failed_batch_first():
     run_sequences(forward, sequences, lambda i, s: consumed.append(i), pad_id=0,
                   device=torch.device("cpu"), token_budget=10_000)
     assert sorted(consumed) == list(range(9)) and failed
+
+
+def test_gte_v15_folder_without_dense_heads_outputs_hidden_states(tmp_path):
+    # gte-{base,large}-en-v1.5: the same architecture, CLS pooling, no Dense heads.
+    path = tiny_stella_400m(tmp_path)
+    for folder in path.glob("2_Dense_*"):
+        for file in folder.iterdir():
+            file.unlink()
+        folder.rmdir()
+    modules = json.loads((path / "modules.json").read_text())[:2]
+    (path / "modules.json").write_text(json.dumps(modules))
+    pooling = json.loads((path / "1_Pooling" / "config.json").read_text())
+    pooling.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    enc = DeweyEncoder.from_pretrained(path, device="cpu")
+    assert enc.dimension == 32 and enc.model.pooling == "cls"
+    ids = PreTrainedTokenizerFast.from_pretrained(path)(TEXTS[1])["input_ids"]
+    np.testing.assert_allclose(enc.encode_documents(TEXTS[1:2])[0],
+                               _unit(_new_model_reference(path, ids)[0]), atol=1e-5)
+
+
+def test_t5_checkpoints_load_their_encoder(tmp_path):
+    from transformers import T5Config, T5EncoderModel, T5Model
+
+    from dewey_core.testing.tokenizers import bert_tokenizer, write_json
+
+    tok = bert_tokenizer(tmp_path)
+    T5Model(T5Config(vocab_size=tok.get_vocab_size(), d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                     num_heads=4, decoder_start_token_id=0)).save_pretrained(tmp_path)
+    write_json(tmp_path / "modules.json", [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
+    (tmp_path / "1_Pooling").mkdir()
+    write_json(tmp_path / "1_Pooling" / "config.json", {"pooling_mode_mean_tokens": True})
+    enc = DeweyEncoder.from_pretrained(tmp_path, device="cpu")
+    assert isinstance(enc.model.backbone, T5EncoderModel)
+    assert enc.model.packing == "none"  # its forward takes no position_ids
+    with pytest.raises(ValueError, match="cannot run packed batches"):
+        DeweyEncoder.from_pretrained(tmp_path, device="cpu", packed=True)
+    ids = torch.tensor([PreTrainedTokenizerFast.from_pretrained(tmp_path)(TEXTS[0])["input_ids"]])
+    with torch.inference_mode():
+        expected = enc.model.backbone(input_ids=ids).last_hidden_state[0].mean(0)
+    np.testing.assert_allclose(enc.encode_documents(TEXTS[:1])[0], _unit(expected), atol=1e-5)

@@ -123,3 +123,19 @@ def test_causal_packing_does_not_see_later_tokens(tmp_path):
 def test_packing_works_on_the_generic_path(minilm_path):
     enc = DeweyEncoder.from_pretrained(minilm_path, device="cpu", packed=True)
     assert np.isfinite(enc.encode_documents(["packed works on the generic path too"])).all()
+
+
+@pytest.mark.parametrize("name", [n for n in BUILDERS if n != "mpnet"])
+def test_varlen_kernel_matches_padded_sdpa(name, tmp_path, minilm_path):
+    # The varlen attention function registered with transformers (on CUDA: torch's
+    # FlashAttention varlen kernels; here: the same computation per sequence) gets packed rows
+    # as cu_seq_lens and padded batches as 2-D masks; both must equal padded SDPA.
+    path = minilm_path if BUILDERS[name] is None else BUILDERS[name](tmp_path)
+    sdpa = DeweyEncoder.from_pretrained(path, device="cpu", packed=False, token_budget=256)
+    packed = DeweyEncoder.from_pretrained(path, device="cpu", attention="varlen", token_budget=256)
+    assert packed.model.packing == "flash" and packed.packed  # varlen packs by default
+    padded = DeweyEncoder.from_pretrained(path, device="cpu", attention="varlen", packed=False,
+                                          token_budget=256)
+    expected = sdpa.encode_documents(TEXTS)
+    assert _min_cosine(expected, packed.encode_documents(TEXTS)) >= 0.9999
+    assert _min_cosine(expected, padded.encode_documents(TEXTS)) >= 0.9999

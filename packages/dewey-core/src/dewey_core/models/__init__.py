@@ -28,17 +28,20 @@ class Family:
     """Options that change what is loaded (``load`` takes them)."""
     view_options: tuple[str, ...] = ()
     """Options applied to a loaded model without reloading it (``EncoderModel.with_options``)."""
-    defaults: Callable[[torch.device], dict[str, Any]] | None = None
-    """Resolved defaults of ``options``, so that an option left out and the same option given
-    explicitly share one loaded model."""
+    default_attention: Callable[[Path, torch.device, torch.dtype], str] | None = None
+    """The attention kernel used when none is asked for, so that ``attention`` left out and the
+    same kernel given explicitly share one loaded model."""
 
     @property
     def all_options(self) -> tuple[str, ...]:
         return (*self.options, *self.view_options)
 
-    def load_key(self, device: torch.device, options: dict[str, Any]) -> tuple:
+    def load_key(self, path: Path, device: torch.device, dtype: torch.dtype,
+                 options: dict[str, Any]) -> tuple:
         """What identifies the loaded weights among ``options`` (view options excluded)."""
-        resolved = {"trust_remote_code": False, **(self.defaults(device) if self.defaults else {})}
+        resolved: dict[str, Any] = {"trust_remote_code": False}
+        if self.default_attention is not None and not options.get("trust_remote_code"):
+            resolved["attention"] = self.default_attention(path, device, dtype)
         resolved.update({k: v for k, v in options.items() if k in self.options and v is not None})
         return tuple(sorted((k, repr(v)) for k, v in resolved.items()))
 
@@ -72,13 +75,13 @@ def _function(module: str, name: str) -> Callable[..., Any]:
 
 FAMILIES: list[Family] = [
     Family("dewey", _function("dewey", "is_dewey"), _lazy("dewey"),
-           ("attention", "trust_remote_code"), ("pooling",), _function("dewey", "default_options")),
-    Family("jasper", _function("jasper", "is_jasper"), _lazy("jasper"), ("trust_remote_code",),
-           ("vector_dim",)),
-    Family("stella", _function("stella", "is_stella"), _lazy("stella"), ("trust_remote_code",),
-           ("vector_dim",)),
-    Family("sentence-transformers", _is_transformers_dir,
-           lambda path, device, dtype: SentenceTransformerModel(path, device, dtype)),
+           ("attention", "trust_remote_code"), ("pooling",), _function("dewey", "default_attention")),
+    Family("jasper", _function("jasper", "is_jasper"), _lazy("jasper"),
+           ("attention", "trust_remote_code"), ("vector_dim",), _function("jasper", "default_attention")),
+    Family("stella", _function("stella", "is_stella"), _lazy("stella"),
+           ("attention", "trust_remote_code"), ("vector_dim",), _function("stella", "default_attention")),
+    Family("sentence-transformers", _is_transformers_dir, SentenceTransformerModel, ("attention",),
+           default_attention=_function("sentence_transformers", "default_attention")),
 ]
 
 

@@ -19,8 +19,8 @@ from dewey_core.models.checkpoint import NOT_MODEL_CONFIG, build_module
 from dewey_core.runtime import Batch
 
 
-def qwen2_kernel(device: torch.device) -> str:
-    return choose_kernel(device, supported_kernels(Qwen2Model))
+def qwen2_kernel(device: torch.device, dtype: torch.dtype, requested: str | None = None) -> str:
+    return choose_kernel(device, supported_kernels(Qwen2Model), requested, dtype)
 
 
 def qwen2_config(raw: dict[str, Any], attn: str) -> Qwen2Config:

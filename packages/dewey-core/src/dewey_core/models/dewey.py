@@ -76,9 +76,9 @@ def pooling_name(config: dict[str, Any], pooling: str | None) -> str:
     return name
 
 
-def default_options(device: torch.device) -> dict[str, Any]:
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
     """The attention kernel used when none is asked for (see :func:`choose_kernel`)."""
-    return {"attention": choose_kernel(device, supported_kernels(ModernBertModel))}
+    return choose_kernel(device, supported_kernels(ModernBertModel), dtype=dtype)
 
 
 def dewey_prompts(path: Path) -> Prompts:
@@ -108,7 +108,7 @@ class DeweyModel(EncoderModel):
         self.apply_options(pooling=None)
         # flex_attention builds block-sparse masks (memory linear in length): the way to a
         # 128K-token document on a GPU without flash-attn. Packed batches need flash or a mask.
-        attn = choose_kernel(device, supported_kernels(ModernBertModel), attention)
+        attn = choose_kernel(device, supported_kernels(ModernBertModel), attention, dtype)
         config = ModernBertConfig(**{k: v for k, v in raw.items() if k not in _NOT_MODEL_CONFIG},
                                   attn_implementation=attn)
         self.hidden_size = config.hidden_size

@@ -30,8 +30,8 @@ def is_gte(config: dict[str, Any]) -> bool:
     return config.get("model_type") == "new"
 
 
-def gte_kernel(device: torch.device) -> str:
-    return choose_kernel(device, supported_kernels(GteModel))
+def gte_kernel(device: torch.device, dtype: torch.dtype, requested: str | None = None) -> str:
+    return choose_kernel(device, supported_kernels(GteModel), requested, dtype)
 
 
 def gte_config(path: Path, raw: dict[str, Any], kernel: str) -> tuple[GteConfig, float]:
@@ -94,9 +94,10 @@ def native_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def build_gte(path: Path, raw: dict[str, Any], state: dict[str, torch.Tensor],
-              device: torch.device, dtype: torch.dtype) -> tuple[GteModel, AttentionSpec]:
+              device: torch.device, dtype: torch.dtype,
+              attention: str | None = None) -> tuple[GteModel, AttentionSpec]:
     """A ``GteModel`` with the checkpoint's weights and NTK-scaled rotary frequencies."""
-    kernel = gte_kernel(device)
+    kernel = gte_kernel(device, dtype, attention)
     config, factor = gte_config(path, raw, kernel)
     prefix = "new." if any(k.startswith("new.") for k in state) else ""
     model = build_module(path, lambda: GteModel(config), native_state(state), prefix, device, dtype)

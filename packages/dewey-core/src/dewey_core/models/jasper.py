@@ -84,13 +84,14 @@ class JasperModel(EncoderModel):
     family = "jasper"
     supports_images = True
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         raw = read_json(path / "config.json")
         for field in ("text_config", "vision_config"):
             if not isinstance(raw.get(field), dict):
                 raise ValueError(f"{path}/config.json: a jasper_vl config needs a {field} object")
-        text_config = qwen2_config(raw["text_config"], qwen2_kernel(device))
+        text_config = qwen2_config(raw["text_config"], qwen2_kernel(device, dtype, attention))
         self.hidden_size = text_config.hidden_size
         self.num_img_tokens = int(raw.get("num_img_tokens", 300))
 
@@ -207,7 +208,11 @@ class JasperModel(EncoderModel):
         return select_head(self.heads, self.dimension, dim)(pooled.to(self.device, torch.float32))
 
 
-def load(path: Path, device: torch.device, dtype: torch.dtype, *,
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    return qwen2_kernel(device, dtype)
+
+
+def load(path: Path, device: torch.device, dtype: torch.dtype, *, attention: str | None = None,
          trust_remote_code: bool = False) -> EncoderModel:
     if trust_remote_code:
         from dewey_core.models.remote import RemoteCodeModel
@@ -222,4 +227,4 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *,
         model.head_dims = tuple(sorted(model.heads))
         model.dimension = int(getattr(model.backbone.config, "vector_dim", 1024))
         return model
-    return JasperModel(path, device, dtype)
+    return JasperModel(path, device, dtype, attention=attention)

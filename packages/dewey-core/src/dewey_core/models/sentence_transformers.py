@@ -88,7 +88,12 @@ def encoder_class(transformer_dir: Path) -> type:
     or the encoder alone of an encoder-decoder (T5: ``T5EncoderModel``)."""
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-    config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=False)
+    try:
+        config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=False)
+    except ValueError as exc:
+        raise ValueError(f"{transformer_dir}: transformers does not know this architecture "
+                         f"without the checkpoint's own code, which is not run for generic "
+                         f"sentence-transformers folders ({exc})") from exc
     try:
         model_class = MODEL_MAPPING[type(config)]
     except KeyError:
@@ -103,13 +108,28 @@ def encoder_class(transformer_dir: Path) -> type:
     return model_class
 
 
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    return choose_kernel(device, supported_kernels(encoder_class(transformer_folder(path))),
+                         dtype=dtype)
+
+
+def transformer_folder(path: Path) -> Path:
+    """The folder of the Transformer module (the model folder itself unless modules.json
+    names a subfolder)."""
+    for module in read_modules(path):
+        if module["type"].rsplit(".", 1)[-1] == "Transformer":
+            return path / module.get("path", "")
+    return path
+
+
 class SentenceTransformerModel(EncoderModel):
     """Any transformers encoder in sentence-transformers layout, or a bare transformers folder
     (then mean pooling over all tokens, as sentence-transformers does by default)."""
 
     family = "sentence-transformers"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         modules = read_modules(path)
         transformer_dir = path
@@ -130,10 +150,12 @@ class SentenceTransformerModel(EncoderModel):
             self.pooling = "mean_no_prompt"
         model_class = encoder_class(transformer_dir)
         # MPNet, DeBERTa-v2 and others have no SDPA: eager attention (padded or mask-packed).
-        kernel = choose_kernel(device, supported_kernels(model_class))
+        kernel = choose_kernel(device, supported_kernels(model_class), attention, dtype)
         self.backbone = model_class.from_pretrained(
             transformer_dir, dtype=dtype, use_safetensors=True, attn_implementation=kernel)
         self.backbone.to(device).eval()
+        if hasattr(self.backbone.config, "use_cache"):  # decoders: no key/value cache to build
+            self.backbone.config.use_cache = False
         self.attention = inspect_backbone(self.backbone, kernel)
         hf_tokenizer = AutoTokenizer.from_pretrained(transformer_dir)
         tokenizer_limit = hf_tokenizer.model_max_length  # read before TextTokenizer lifts it

@@ -43,7 +43,7 @@ from dewey_core.models.checkpoint import (
     refuse_leftovers,
     take_prefix,
 )
-from dewey_core.models.gte import build_gte, is_gte
+from dewey_core.models.gte import build_gte, gte_kernel, is_gte
 from dewey_core.models.sentence_transformers import (
     load_dense,
     read_max_seq_length,
@@ -81,13 +81,14 @@ def select_head(heads: dict[int, torch.nn.Module], default: int, dim: int | None
 class StellaModel(EncoderModel):
     family = "stella"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         raw = read_json(path / "config.json")
         state = read_state(path)
         self.is_qwen2 = not is_gte(raw)
         if self.is_qwen2:
-            config = qwen2_config(raw, qwen2_kernel(device))
+            config = qwen2_config(raw, qwen2_kernel(device, dtype, attention))
             prefix = "model." if any(k.startswith("model.embed_tokens.") for k in state) else ""
             backbone_state = take_prefix(state, prefix) if prefix else state
             if prefix:
@@ -98,7 +99,7 @@ class StellaModel(EncoderModel):
                                                add_eos_token=reads_add_eos_token(path))
             limit = config.max_position_embeddings
         else:
-            self.backbone, self.attention = build_gte(path, raw, state, device, dtype)
+            self.backbone, self.attention = build_gte(path, raw, state, device, dtype, attention)
             self.tokenizer = TextTokenizer(load_tokenizer(path),
                                            add_eos_token=reads_add_eos_token(path))
             limit = self.backbone.config.max_position_embeddings
@@ -143,7 +144,12 @@ class StellaModel(EncoderModel):
         return select_head(self.heads, self.dimension, dim)(pooled.to(self.device, torch.float32))
 
 
-def load(path: Path, device: torch.device, dtype: torch.dtype, *,
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    raw = read_json(path / "config.json")
+    return gte_kernel(device, dtype) if is_gte(raw) else qwen2_kernel(device, dtype)
+
+
+def load(path: Path, device: torch.device, dtype: torch.dtype, *, attention: str | None = None,
          trust_remote_code: bool = False) -> EncoderModel:
     if trust_remote_code:
         from dewey_core.models.remote import RemoteCodeModel
@@ -154,4 +160,4 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *,
                                max_length=read_max_seq_length(path) or DEFAULT_MAX_LENGTH,
                                heads={k: v.to(device) for k, v in heads.items()},
                                dimension=1024 if 1024 in heads else max(heads, default=None))
-    return StellaModel(path, device, dtype)
+    return StellaModel(path, device, dtype, attention=attention)

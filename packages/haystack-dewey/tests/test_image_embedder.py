@@ -81,6 +81,8 @@ def test_to_dict():
             "token_budget": None,
             "batch_size": None,
             "model_options": None,
+            "api_base_url": None,
+            "api_key": None,
             "dim": None,
             "progress_bar": True,
         },

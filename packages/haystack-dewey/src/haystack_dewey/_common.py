@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from haystack import Document, default_from_dict
-from haystack.utils import ComponentDevice
+from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
 from dewey_core import DeweyEncoder
+from dewey_core.client import RemoteEncoder
 
 DEFAULT_MODEL = "infgrad/dewey_en_beta"
 DEFAULT_JASPER_MODEL = "infgrad/jasper_en_vision_language_v1"
@@ -44,6 +45,8 @@ def encoder_parameters(component: Any) -> dict[str, Any]:
         "token_budget": component.token_budget,
         "batch_size": component.batch_size,
         "model_options": component.model_options,
+        "api_base_url": component.api_base_url,
+        "api_key": component.api_key.to_dict() if component.api_key is not None else None,
     }
 
 
@@ -79,13 +82,21 @@ class EncoderComponent:
     token_budget: int | None
     batch_size: int | None
     model_options: dict[str, Any] | None
-    _encoder: DeweyEncoder | None
+    api_base_url: str | None
+    api_key: Secret | None
+    _encoder: DeweyEncoder | RemoteEncoder | None
 
     def _set_encoder_params(self, *, model: str, device: ComponentDevice | str | None,
                             dtype: str | None = None, max_length: int | None = None,
                             token_budget: int | None = None, batch_size: int | None = None,
-                            model_options: dict[str, Any] | None = None) -> None:
-        """Stores the loading parameters (the device resolved); the model loads on :meth:`warm_up`."""
+                            model_options: dict[str, Any] | None = None, api_base_url: str | None = None,
+                            api_key: Secret | None = None) -> None:
+        """Stores the loading parameters (the device resolved); the model loads on :meth:`warm_up`.
+
+        With ``api_base_url`` (a ``dewey serve`` server) the model runs there instead, and
+        ``device``/``dtype``/``max_length``/``token_budget``/``batch_size``/``model_options``
+        are the server's; ``api_key`` defaults to the ``DEWEY_API_KEY`` environment variable.
+        """
         self.model = model
         self.device = resolve_device(device)
         self.dtype = dtype
@@ -93,11 +104,14 @@ class EncoderComponent:
         self.token_budget = token_budget
         self.batch_size = batch_size
         self.model_options = model_options
+        self.api_base_url = api_base_url
+        self.api_key = api_key
         self._encoder = None
 
     @classmethod
     def from_dict(cls: type[_Component], data: dict[str, Any]) -> _Component:
         """Deserializes the component from a dictionary."""
+        deserialize_secrets_inplace(data.get("init_parameters", {}), keys=["api_key"])
         return default_from_dict(cls, data)
 
     def warm_up(self) -> None:
@@ -105,8 +119,11 @@ class EncoderComponent:
         if self._encoder is None:
             self._encoder = self._load_encoder()
 
-    def _load_encoder(self) -> DeweyEncoder:
+    def _load_encoder(self) -> DeweyEncoder | RemoteEncoder:
         """Loads the encoder from the stored parameters; a subclass may check what it got."""
+        if self.api_base_url:
+            key = (self.api_key or Secret.from_env_var("DEWEY_API_KEY", strict=False)).resolve_value()
+            return RemoteEncoder(self.api_base_url, api_key=key)
         return load_encoder(self.model, self.device, self.dtype, self.max_length, self.token_budget,
                             self.model_options, self.batch_size)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from haystack import Document, component, default_to_dict
-from haystack.utils import ComponentDevice
+from haystack.utils import ComponentDevice, Secret
 
 from dewey_core import DeweyEncoder
 from haystack_dewey._common import (
@@ -51,6 +51,8 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         dim: int | None = None,
         progress_bar: bool = True,
     ) -> None:
@@ -65,6 +67,9 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader.
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param dim: Output size (Jasper has a trained head per size: 12288/1024/512/256).
         :param progress_bar: Show a progress bar.
         """
@@ -72,7 +77,8 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         self.root_path = root_path
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
-                                 model_options=model_options)
+                                 model_options=model_options,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.dim = dim
         self.progress_bar = progress_bar
 

@@ -110,11 +110,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _markdown(result: dict, reports) -> str:
+    from dewey_core.serving.loadtest import REQUEST_SIZES
+
     base = next(r for r in reports if r.name == BATCHED)
+    sizes = f"{REQUEST_SIZES[0][0]}-{REQUEST_SIZES[-1][0]}"
     lines = [
         f"# dewey serve under load ({result['date']})", "",
-        f"{result['requests']} requests ({result['inputs']} inputs, 1-32 per request) from "
-        f"{result['concurrency']} concurrent clients; model `{Path(result['model']).name}` on "
+        f"{result['requests']} requests ({result['inputs']} inputs, {sizes} per request) from "
+        f"{result['concurrency']} concurrent clients; model `{result['model']}` on "
         f"{result['machine']['device']} ({result['machine']['cpus']} CPUs). All servers ran in the same "
         "run, one at a time, on the same machine as the load generator.", "",
         "| server | requests/s | inputs/s | p50 ms | p99 ms | errors | min cosine vs in-process | "

@@ -83,6 +83,7 @@ def test_llamaindex_on_a_server(url, corpus, reference, minilm):
     assert_same({(n.metadata["topic"], n.start_char_idx, n.end_char_idx): n.embedding for n in nodes},
                 reference)
     embedding = DeweyEmbedding(base_url=url, api_key=KEY)
+    assert embedding.to_dict()["base_url"] == url and "api_key" not in embedding.to_dict()
     np.testing.assert_allclose(embedding.get_query_embedding("lambda"), minilm.encode_queries(["lambda"])[0],
                                atol=1e-5)
     texts = [text[:200] for _, text in corpus]

@@ -41,9 +41,10 @@ class EncoderSettings(BaseModel):
         default=None, description="A `dewey serve` server (e.g. 'http://gpu-box:8080'): the model runs "
                                   "there and device/dtype/max_length/model_options are the server's; "
                                   "model_name names the served model only when given.")
+    # Never serialised (to_dict / to_json): a restored object reads $DEWEY_API_KEY again.
     api_key: str | None = Field(default_factory=lambda: os.environ.get("DEWEY_API_KEY") or None,
                                 description="The server's --api-key (default: $DEWEY_API_KEY).",
-                                repr=False)
+                                repr=False, exclude=True)
 
     # Unknown keywords (say LangChain's ``model=``) are errors, not silently ignored.
     model_config = ConfigDict(extra="forbid")

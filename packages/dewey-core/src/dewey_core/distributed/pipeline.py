@@ -211,7 +211,8 @@ def _run_pipeline(corpus: Corpus, store: EmbeddingStore, report: EmbedReport, en
     import ray
     import ray.data
 
-    ray.data.DataContext.get_current().enable_progress_bars = progress
+    context = ray.data.DataContext.get_current()
+    bars, context.enable_progress_bars = context.enable_progress_bars, progress
     texts = ray.data.from_arrow(_blocks(entries, batch_docs)).map_batches(
         _read_texts, fn_kwargs={"corpus": corpus}, batch_size=None, batch_format="pyarrow",
         # Reading waits on storage, not CPUs, and must not wait for the CPUs the workers hold;
@@ -242,6 +243,8 @@ def _run_pipeline(corpus: Corpus, store: EmbeddingStore, report: EmbedReport, en
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise RuntimeError(f"the Ray job failed: {cause}; {store.stored} documents are stored in "
                            f"{store.location.name}, and running the same command again resumes") from exc
+    finally:
+        context.enable_progress_bars = bars
 
 
 def _read_texts(block, corpus: Corpus):

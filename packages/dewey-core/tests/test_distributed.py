@@ -145,7 +145,7 @@ def test_driver_killed_mid_run_then_resumed_equals_an_uninterrupted_run(
     with log.open("w") as sink:
         driver = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            committed = _wait_for_first_commit(out, driver)
+            committed = _wait_for_first_commit(out, driver, log)
             driver.send_signal(signal.SIGKILL)
         finally:
             driver.kill()
@@ -160,11 +160,11 @@ def test_driver_killed_mid_run_then_resumed_equals_an_uninterrupted_run(
     assert_same_store(out, reference)
 
 
-def _wait_for_first_commit(out, driver, timeout: float = 300.0) -> int:
+def _wait_for_first_commit(out, driver, log, timeout: float = 300.0) -> int:
     """Documents in the manifest once it lists a part (the driver must still be running)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert driver.poll() is None, "the driver ended before any part was committed"
+        assert driver.poll() is None, f"the driver ended before any commit:\n{log.read_text()[-3000:]}"
         try:
             parts = json.loads((out / MANIFEST).read_text())["parts"]
         except (OSError, ValueError):

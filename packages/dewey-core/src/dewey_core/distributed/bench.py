@@ -84,7 +84,8 @@ class RayBench:
         s = self.settings
         first = self.timings[0]
         lines = ["## dewey embed --ray against dewey embed", "",
-                 f"Model {s['model']}, {s['cpus']} CPUs, torch {s['torch']}, ray {s['ray']}; {s['date']}. "
+                 f"Model {s['model']}, {s['cpus']} CPUs (load average {s.get('load_average')} at the end), "
+                 f"torch {s['torch']}, ray {s['ray']}; {s['date']}. "
                  f"Corpus: {first.documents} documents ({first.tokens:,} tokens; pydoc passages of "
                  f"{s['min_words']}-{s['max_words']} words), chunk_size {s['chunk_size']}, "
                  f"{s['batch_docs']} documents per part. Reproduce: `{s['command']}`.",
@@ -157,14 +158,23 @@ def bench_ray(model: str, *, documents: int = 128, min_words: int = 200, max_wor
         finally:
             if own_ray:
                 ray.shutdown()
-    settings = {"model": model_name or model, "cpus": cpus, "torch": torch.__version__,
-                "ray": ray.__version__,
+    settings = {"model": model_name or model, "cpus": cpus, "load_average": _load_average(),
+                "torch": torch.__version__, "ray": ray.__version__,
                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "min_words": min_words, "max_words": max_words, "chunk_size": chunk_size,
                 "batch_docs": batch_docs, "rounds": rounds, "workers": list(workers),
                 "ray_init_seconds": ray_init, "device": device, "dtype": dtype, "command": command}
     return RayBench(settings, [JobTiming(name, tuple(seconds[name]), startup[name], documents, tokens)
                                for name in jobs])
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average at the end (other work on the same cores slows every
+    method, and threads more than single-threaded workers)."""
+    try:
+        return round(os.getloadavg()[0], 1)
+    except OSError:
+        return None
 
 
 def _folder(path: Path, texts: list[str]) -> Path:

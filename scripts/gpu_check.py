@@ -104,7 +104,7 @@ def main() -> int:
         raise SystemExit("gpu_check needs a CUDA GPU")
     import transformers
 
-    from dewey_core.devices import flash_attention_available
+    from dewey_core.attention import flash_attention_available
 
     memory = torch.cuda.get_device_properties(0).total_memory / 2**30
     flash = "available" if flash_attention_available(torch.device("cuda")) else "not available"

@@ -65,7 +65,7 @@ def test_attention_is_bidirectional(jasper):
     backbone = jasper.model.backbone
     batch = _padded_batch([[5, 6, 7, 8], [5, 6, 7, 9]], 0, torch.device("cpu"))
     with torch.inference_mode():
-        states = bidirectional_forward(backbone, batch)
+        states = bidirectional_forward(backbone, jasper.model.attention, batch)
     assert not torch.allclose(states[0, 0], states[1, 0])
 
 

@@ -12,6 +12,9 @@ from dewey_core.tokenization import TokenizedText
 
 CHUNKING_MODES = ("boundaries", "fixed")
 _SENTENCE_END = set(".!?。！？…")
+_CJK_SENTENCE_END = set("。！？")
+#: Closing quotes and brackets that may follow a sentence's final punctuation.
+_CLOSING = "\"')]}»”’"
 # Preference of a break point between two tokens, by what separates them.
 _PARAGRAPH, _LINE, _SENTENCE, _WORD, _NONE = 4, 3, 2, 1, 0
 
@@ -28,17 +31,37 @@ def check_chunking(chunk_size: int, chunk_overlap: int, mode: str) -> None:
         raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
 
 
-def _break_score(text: str, tok: TokenizedText, i: int) -> int:
-    """How good a chunk boundary is just before token ``i``."""
-    gap = text[tok.ends[i - 1] : tok.starts[i]]
-    if gap.count("\n") >= 2:
-        return _PARAGRAPH
-    if "\n" in gap:
-        return _LINE
-    last = text[tok.ends[i - 1] - 1] if tok.ends[i - 1] > 0 else ""
-    if last in _SENTENCE_END and (gap or last in "。！？"):
-        return _SENTENCE
-    return _WORD if gap else _NONE
+def break_scores(text: str, tok: TokenizedText) -> list[int]:
+    """How good a chunk boundary is just before each token (index 0 is never a boundary).
+
+    Read from the text itself, not from gaps between token offsets: byte-level BPE folds a
+    word's leading space into the word's token, so consecutive tokens never leave a gap. A break
+    before token ``i`` is where its first non-space character follows whitespace (or a CJK
+    sentence end); the whitespace run before it says what kind of break it is.
+    """
+    positions = tok.positions
+    scores = [_NONE] * len(tok)
+    for i in range(1, len(tok)):
+        a = positions[i]
+        if a >= len(text) or text[a].isspace() or tok.starts[i] < tok.ends[i - 1]:
+            continue  # whitespace-only token, or a piece of the previous token's character
+        g = a
+        while g > 0 and text[g - 1].isspace():
+            g -= 1
+        gap = text[g:a]
+        k = g
+        while k > 0 and text[k - 1] in _CLOSING:
+            k -= 1
+        before = text[k - 1] if k > 0 else ""
+        if gap.count("\n") >= 2:
+            scores[i] = _PARAGRAPH
+        elif "\n" in gap:
+            scores[i] = _LINE
+        elif before in _SENTENCE_END and (gap or before in _CJK_SENTENCE_END):
+            scores[i] = _SENTENCE
+        elif gap:
+            scores[i] = _WORD
+    return scores
 
 
 def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_overlap: int = 0,
@@ -46,20 +69,25 @@ def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_ove
     """Token ranges ``[first, last)`` of at most ``chunk_size`` tokens covering every token.
 
     ``boundaries`` ends each chunk at the best break in the second half of its budget
-    (paragraph > line > sentence > word); ``fixed`` cuts every ``chunk_size`` tokens.
-    Consecutive chunks share ``chunk_overlap`` tokens.
+    (paragraph > line > sentence > word); failing any, at the last word break in the first
+    half, so a chunk is cut inside a word only when no word break fits its budget. ``fixed``
+    cuts every ``chunk_size`` tokens. Consecutive chunks share ``chunk_overlap`` tokens (in
+    ``boundaries`` mode the shared part starts at a word where one is within it).
     """
     check_chunking(chunk_size, chunk_overlap, mode)
     n = len(tok)
+    scores = break_scores(text, tok) if mode == "boundaries" else None
     ranges: list[tuple[int, int]] = []
     start = 0
     while start < n:
         end = min(start + chunk_size, n)
-        if mode == "boundaries" and end < n:
+        if scores is not None and end < n:
             lowest = start + max(chunk_size // 2, chunk_overlap + 1)
-            best = max(range(end, lowest - 1, -1), key=lambda i: _break_score(text, tok, i),
-                       default=end)
-            if _break_score(text, tok, best) > _NONE:
+            # Iterating from the end, max() keeps the latest of the best breaks.
+            best = max(range(end, lowest - 1, -1), key=scores.__getitem__, default=end)
+            if scores[best] == _NONE:
+                best = next((i for i in range(min(lowest, end) - 1, start, -1) if scores[i]), best)
+            if scores[best] > _NONE:
                 end = best
         # Byte-level BPE splits one character into tokens sharing a start: never cut between them.
         while start + 1 < end < n and tok.starts[end] == tok.starts[end - 1]:
@@ -67,19 +95,26 @@ def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_ove
         ranges.append((start, end))
         if end == n:
             break
-        start = max(end - chunk_overlap, start + 1)
+        next_start = max(end - chunk_overlap, start + 1)
+        if scores is not None and chunk_overlap:
+            next_start = next((i for i in range(next_start, end) if scores[i]), next_start)
+        start = next_start
     return ranges
 
 
 def char_spans(text: str, tok: TokenizedText, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Character spans of token ranges. Without overlap they tile ``text`` exactly."""
+    """Character spans of token ranges. Without overlap they tile ``text`` exactly; each chunk
+    starts where its first token's text starts (after a folded-in space), so whitespace between
+    chunks belongs to the chunk before it and :meth:`TokenizedText.token_range` maps the spans
+    back to the same tokens."""
+    positions = tok.positions
     spans = []
     for j, (first, last) in enumerate(ranges):
-        start = 0 if j == 0 else tok.starts[first]
+        start = 0 if j == 0 else positions[first]
         if j + 1 == len(ranges):
             end = len(text)
-        elif ranges[j + 1][0] >= last:  # no overlap: run up to where the next chunk starts
-            end = tok.starts[ranges[j + 1][0]]
+        elif ranges[j + 1][0] >= last:  # no overlap: run up to where the next chunk's text starts
+            end = positions[ranges[j + 1][0]]
         else:
             end = tok.ends[last - 1]
         spans.append((start, end))

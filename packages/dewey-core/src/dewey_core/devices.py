@@ -1,8 +1,6 @@
-"""Device, dtype and attention-kernel choice."""
+"""Device and dtype choice (attention kernels: :mod:`dewey_core.attention`)."""
 
 from __future__ import annotations
-
-import importlib.util
 
 import torch
 
@@ -23,9 +21,21 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cpu")
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:0" share one model
-        device = torch.device("cuda", torch.cuda.current_device())
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+            raise ValueError(f"device={str(device)!r} but CUDA is not available (torch "
+                             f"{torch.__version__}, {build}); use device='cpu', or install a "
+                             "CUDA build of torch on a machine with an NVIDIA GPU")
+        if device.index is None:  # "cuda" and "cuda:0" share one model
+            device = torch.device("cuda", torch.cuda.current_device())
+        elif device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r} does not exist: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -38,12 +48,3 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in _DTYPES:
         return _DTYPES[dtype.lower().removeprefix("torch.")]
     raise ValueError(f"unknown dtype {dtype!r}; expected one of {sorted(_DTYPES)} or a torch.dtype")
-
-
-def flash_attention_available(device: torch.device) -> bool:
-    """True when the flash-attn package is installed and the device is CUDA."""
-    return device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None
-
-
-def attention_implementation(device: torch.device) -> str:
-    return "flash_attention_2" if flash_attention_available(device) else "sdpa"

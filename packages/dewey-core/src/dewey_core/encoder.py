@@ -19,7 +19,7 @@ from dewey_core.devices import resolve_device, resolve_dtype
 from dewey_core.inputs import check_dim, check_int, check_spans, check_texts
 from dewey_core.loading import shared_model
 from dewey_core.models import EncoderModel
-from dewey_core.pooling import content_mean, pool, segment_sums
+from dewey_core.pooling import content_mean, pool, segment_sums, token_state
 from dewey_core.runtime import run_sequences
 from dewey_core.tokenization import TokenizedText
 from dewey_core.types import Chunk, LateChunkedDocument
@@ -115,24 +115,43 @@ class DeweyEncoder:
 
     # ------------------------------------------------------------------ plain encoding
     def encode_queries(self, texts: Sequence[str], dim: int | None = None, *,
-                       prompt: str | None = None, show_progress: bool | None = None,
-                       normalize: bool = True) -> np.ndarray:
+                       prompt: str | None = None, prompt_name: str | None = None,
+                       show_progress: bool | None = None, normalize: bool = True) -> np.ndarray:
         """Embed queries with the model's query prompt: float32 ``(n, d)``, L2-normalised.
 
-        ``prompt`` overrides the query prompt (e.g. Jasper's ``s2s_query``). Texts longer than
-        the window keep their first tokens. An empty string gets a valid vector (the model's
-        encoding of the prompt and special tokens alone). ``normalize=False`` returns the
-        head's raw output (for diagnostics such as ``dewey verify-checkpoint``).
+        ``prompt`` (a string) or ``prompt_name`` (one of :attr:`prompts`, e.g. Jasper's
+        ``s2s_query``, dewey's ``sts``) overrides the query prompt. Texts longer than the window
+        keep their first tokens. An empty string gets a valid vector (the model's encoding of
+        the prompt and special tokens alone). ``normalize=False`` returns the head's raw output
+        (for diagnostics such as ``dewey verify-checkpoint``).
         """
-        prompt = self.model.prompts.query if prompt is None else prompt
+        prompt = self._prompt(prompt, prompt_name, self.model.prompts.query)
         return self._encode(texts, prompt, dim, show_progress, "Encoding queries", normalize)
 
     def encode_documents(self, texts: Sequence[str], dim: int | None = None, *,
-                         prompt: str | None = None, show_progress: bool | None = None,
-                         normalize: bool = True) -> np.ndarray:
+                         prompt: str | None = None, prompt_name: str | None = None,
+                         show_progress: bool | None = None, normalize: bool = True) -> np.ndarray:
         """Embed documents with the model's document prompt; same conventions as queries."""
-        prompt = self.model.prompts.document if prompt is None else prompt
+        prompt = self._prompt(prompt, prompt_name, self.model.prompts.document)
         return self._encode(texts, prompt, dim, show_progress, "Encoding documents", normalize)
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The model's named prompts (``prompt_name`` values), query and document included."""
+        return {"query": self.model.prompts.query, "document": self.model.prompts.document,
+                **self.model.prompts.named}
+
+    def _prompt(self, prompt: str | None, prompt_name: str | None, default: str) -> str:
+        if prompt is not None and prompt_name is not None:
+            raise ValueError("give prompt or prompt_name, not both")
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(f"unknown prompt_name {prompt_name!r}; this model has "
+                                 f"{sorted(self.prompts)}")
+            return self.prompts[prompt_name]
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        return default if prompt is None else prompt
 
     def _encode(self, texts: Sequence[str], prompt: str, dim: int | None,
                 show_progress: bool | None, desc: str, normalize: bool = True) -> np.ndarray:
@@ -142,7 +161,7 @@ class DeweyEncoder:
             return np.zeros((0, dim or self.dimension), dtype=np.float32)
         toks = self.model.tokenizer.tokenize(texts, prompt)
         # Truncation policy: keep the first tokens that fit after prefix, prompt and suffix.
-        windows = [plan_windows(i, _truncated(t, self._room(t)), *self._specials(),
+        windows = [plan_windows(i, t.head(self._room(t)), *self._specials(),
                                 self.max_length, WindowPolicy())[0] for i, t in enumerate(toks)]
         pooled: list[torch.Tensor | None] = [None] * len(texts)
 
@@ -165,8 +184,9 @@ class DeweyEncoder:
         ``chunk_overlap`` shared tokens, ``chunking="boundaries"`` to prefer paragraph and
         sentence breaks or ``"fixed"``).
 
-        A chunk embedding is the mean of the states of the tokens that start inside its span
-        (the document prompt and special tokens belong to no chunk). The global embedding uses
+        A chunk embedding is the mean of the states of the tokens whose text starts inside its
+        span, at their first non-space character (so ``" Rust"`` belongs to a span starting at
+        ``R``); the document prompt and special tokens belong to no chunk. The global embedding uses
         the model's pooling over the whole document; for documents longer than the window,
         mean modes average all content tokens and ``cls`` averages the windows' CLS vectors
         weighted by their new tokens.
@@ -287,12 +307,6 @@ class DeweyEncoder:
         return self._finish(torch.stack(pooled), dim)
 
 
-def _truncated(tok: TokenizedText, room: int) -> TokenizedText:
-    if len(tok) <= room:
-        return tok
-    return TokenizedText(tok.prompt_ids, tok.ids[:room], tok.starts[:room], tok.ends[:room])
-
-
 class _DocumentPooler:
     """Accumulates, per document, chunk token-state sums and the global vector across windows.
 
@@ -333,11 +347,11 @@ class _DocumentPooler:
             return
         kept = w.layout.n_kept
         content = content_mean(states, w.layout) * kept
-        cls = states[0].float() * kept
+        cls = token_state(states, 0) * kept
         self.content_sum[d] = content if self.content_sum[d] is None else self.content_sum[d] + content
         self.cls_sum[d] = cls if self.cls_sum[d] is None else self.cls_sum[d] + cls
         if w.kept[1] == len(self.toks[d]):
-            self.last[d] = states[-1].float()
+            self.last[d] = token_state(states, -1)
 
     def global_vectors(self) -> list[torch.Tensor]:
         out = []

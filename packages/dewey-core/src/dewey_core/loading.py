@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from dewey_core.models import EncoderModel, load_model
+from dewey_core.models import EncoderModel, check_options, detect_family
 
 # Only what the engine reads: never pickled weights, never remote code unless asked for.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
@@ -57,15 +57,25 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
 
 def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
                  **options: Any) -> EncoderModel:
-    """One loaded model per (directory, device, dtype, options) in this process."""
+    """One loaded model per (directory, device, dtype, load options) in this process.
+
+    Encode-time options (dewey's ``pooling``, Jasper's and Stella's ``vector_dim``) give a view
+    of the shared model, so they never load the weights twice; a load option left at its
+    default and the same value given explicitly share one model too.
+    """
     # Remote code is opt-in; only then are the checkpoint's Python files fetched.
     patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
     path = resolve_model_dir(name_or_path, patterns=patterns)
-    key = (str(path), str(device), dtype, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    family = detect_family(path)
+    check_options(family, path, options)
+    key = (str(path), str(device), dtype, family.load_key(path, device, dtype, options))
     with _lock:
         if key not in _loaded:
-            _loaded[key] = load_model(path, device, dtype, **options)
-        return _loaded[key]
+            _loaded[key] = family.load(path, device, dtype,
+                                       **{k: v for k, v in options.items() if k in family.options})
+        model = _loaded[key]
+    return model.with_options(**{k: v for k, v in options.items()
+                                 if k in family.view_options and v is not None})
 
 
 def clear_model_cache() -> None:

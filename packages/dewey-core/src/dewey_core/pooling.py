@@ -40,22 +40,31 @@ class Layout:
 
 
 def pool(states: torch.Tensor, mode: str, layout: Layout) -> torch.Tensor:
-    """Pool ``states`` ``(length, hidden)`` of one sequence into ``(hidden,)`` (float32)."""
+    """Pool ``states`` ``(length, hidden)`` of one sequence into ``(hidden,)`` (float32).
+
+    The result never shares memory with ``states``: they are a view of a whole batch's hidden
+    states, which a kept view would hold alive until the call ends.
+    """
+    if mode == "cls":
+        return token_state(states, 0)
+    if mode == "lasttoken":
+        return token_state(states, -1)
     states = states.float()
     if mode == "mean":
         return states.mean(0)
     if mode == "mean_no_prompt":
         return states[layout.n_prefix + layout.n_prompt :].mean(0)
-    if mode == "cls":
-        return states[0]
-    if mode == "lasttoken":
-        return states[-1]
     content = content_mean(states, layout)
     if mode == "content_mean":
         return content
     if mode == "cls_add_mean":
         return states[0] + content
     raise ValueError(f"unknown pooling mode {mode!r}; expected one of {POOLING_MODES}")
+
+
+def token_state(states: torch.Tensor, index: int) -> torch.Tensor:
+    """One token's state as a float32 copy (not a view of the batch)."""
+    return states[index].to(torch.float32, copy=True)
 
 
 def content_mean(states: torch.Tensor, layout: Layout) -> torch.Tensor:

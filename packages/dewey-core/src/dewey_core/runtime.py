@@ -2,8 +2,8 @@
 
 Padded batches (with an attention mask) are the default; packed batches put several sequences
 in one row with restarting ``position_ids`` and either flash-attention's ``cu_seq_lens`` (GPU)
-or a block-diagonal 4-D mask that the model builds on its device (SDPA), so no compute is spent
-on padding.
+or a block-diagonal 4-D mask built on the device (see :mod:`dewey_core.attention`), so no
+compute is spent on padding.
 Each sequence's token states are handed to ``consume`` while still on the device, so callers
 pool there and move only small vectors to the host.
 """
@@ -61,30 +61,13 @@ def _packed_batch(seqs: list[list[int]], device: torch.device, flash: bool) -> B
         kwargs = {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu,
                   "max_length_q": max(lengths), "max_length_k": max(lengths)}
         return Batch(ids.to(device), None, positions.to(device), lengths, [], kwargs)
-    # Without flash kwargs the model builds its mask (packed_block_mask) on the device.
+    # Without flash kwargs the model's AttentionSpec builds the block mask on the device.
     return Batch(ids.to(device), None, positions.to(device), lengths, [], {})
 
 
-def packed_block_mask(batch: Batch, sliding_window: int | None = None) -> torch.Tensor:
-    """Boolean ``(1, 1, L, L)`` mask for a packed row: True where attention is allowed.
-
-    Each sequence sees only itself; with ``sliding_window`` also only tokens at most that many
-    positions away (transformers' bidirectional sliding-window rule, inclusive).
-    """
-    if batch.packed_lengths is None:
-        raise ValueError("packed_block_mask needs a packed batch")
-    device = batch.input_ids.device
-    lengths = torch.tensor(batch.packed_lengths, device=device)
-    segment = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
-    mask = segment[:, None] == segment[None, :]
-    if sliding_window is not None:
-        pos = torch.arange(len(segment), device=device)
-        mask &= (pos[:, None] - pos[None, :]).abs() <= sliding_window
-    return mask[None, None]
-
-
 def split_states(batch: Batch, states: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
-    """Per-sequence ``(length, hidden)`` views of a batch's token states."""
+    """Per-sequence ``(length, hidden)`` views of a batch's token states. Views keep the whole
+    batch alive: consumers copy what they keep (see :func:`dewey_core.pooling.pool`)."""
     if batch.packed_lengths is not None:
         return list(torch.split(states[0], batch.packed_lengths))
     return [states[row, :n] for row, n in enumerate(lengths)]
@@ -117,29 +100,41 @@ def run_sequences(
         show_progress = total >= AUTO_PROGRESS_MIN_TOKENS
     warned = False
 
-    def run(indices: list[int]) -> None:
-        nonlocal warned
+    def batch_of(indices: list[int]) -> Batch:
         seqs = [list(sequences[i]) for i in indices]
         batch = _packed_batch(seqs, device, flash) if packed else _padded_batch(seqs, pad_id, device)
         if extras is not None:
             batch = Batch(batch.input_ids, batch.attention_mask, batch.position_ids,
                           batch.packed_lengths, [extras[i] for i in indices], batch.flash_kwargs)
-        try:
-            states = forward(batch)
-        except torch.cuda.OutOfMemoryError:
-            if len(indices) == 1:
-                raise
-            if not warned:
-                logger.warning("CUDA out of memory on a batch of %d sequences; halving and "
-                               "retrying (lower token_budget to avoid this)", len(indices))
-                warned = True
-            torch.cuda.empty_cache()
-            half = len(indices) // 2
-            run(indices[:half])
-            run(indices[half:])
-            return
-        for i, s in zip(indices, split_states(batch, states, [len(q) for q in seqs]), strict=True):
-            consume(i, s)
+        return batch
+
+    def run(indices: list[int]) -> None:
+        nonlocal warned
+        pending = [indices]
+        while pending:
+            part = pending.pop()
+            batch = batch_of(part)
+            try:
+                states = forward(batch)
+            except torch.cuda.OutOfMemoryError:
+                if len(part) == 1:
+                    raise
+                states = None
+            # Halved outside the ``except`` block: the failed batch's activations (held by the
+            # exception's traceback) are freed before the retry.
+            if states is None:
+                if not warned:
+                    logger.warning("CUDA out of memory on a batch of %d sequences; halving and "
+                                   "retrying (lower token_budget to avoid this)", len(part))
+                    warned = True
+                del batch
+                torch.cuda.empty_cache()
+                half = len(part) // 2
+                pending.extend([part[half:], part[:half]])  # the first half runs first
+                continue
+            for i, s in zip(part, split_states(batch, states, [lengths[i] for i in part]),
+                            strict=True):
+                consume(i, s)
 
     with torch.inference_mode(), tqdm(total=total, disable=not show_progress, desc=desc,
                                       unit="tok", unit_scale=True) as bar:

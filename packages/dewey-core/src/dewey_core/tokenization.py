@@ -5,6 +5,12 @@ text is tokenised exactly once. The prompt and the text are tokenised together, 
 sentence-transformers does, and a token belongs to the prompt when it ends inside it: a token
 that straddles the cut (BPE merges a prompt's trailing space into the text's first word) is
 content, so no word of the text is lost.
+
+Each token also has an *anchor*: the first non-space character it carries. Byte-level BPE
+tokenizers (ModernBERT, Qwen2, GPT-2, RoBERTa without offset trimming) fold a word's leading
+space into the word's token, so ``" Rust"`` starts at the space; chunk spans from splitters that
+strip whitespace start one character later. Tokens are assigned to spans by their anchor, so a
+word always belongs to the span that holds its first letter, whatever the tokenizer.
 """
 
 from __future__ import annotations
@@ -24,19 +30,36 @@ class TokenizedText:
     ids: tuple[int, ...]
     starts: tuple[int, ...]
     ends: tuple[int, ...]
+    anchors: tuple[int, ...] | None = None
+    """First non-space character of each token (its start for whitespace-only tokens);
+    ``None`` means the same as ``starts`` (tokenizers that never fold spaces into tokens)."""
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def token_range(self, start: int, end: int) -> tuple[int, int]:
-        """Token indices ``[first, last)`` of the tokens that start inside chars ``[start, end)``.
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Where each token's text begins: its anchor."""
+        return self.starts if self.anchors is None else self.anchors
 
-        When no token starts there (a span inside one token, or only whitespace), the tokens that
-        overlap the span are used, and failing that the nearest token, so every non-empty span of
-        a non-empty text gets at least one token.
+    def head(self, n: int) -> TokenizedText:
+        """The first ``n`` content tokens (truncation)."""
+        if n >= len(self):
+            return self
+        anchors = None if self.anchors is None else self.anchors[:n]
+        return TokenizedText(self.prompt_ids, self.ids[:n], self.starts[:n], self.ends[:n], anchors)
+
+    def token_range(self, start: int, end: int) -> tuple[int, int]:
+        """Token indices ``[first, last)`` of the tokens anchored inside chars ``[start, end)``.
+
+        A token is anchored at its first non-space character, so ``" Rust"`` belongs to a span
+        that starts at ``R``. When no token is anchored there (a span inside one token, or only
+        whitespace), the tokens that overlap the span are used, and failing that the nearest
+        token, so every non-empty span of a non-empty text gets at least one token.
         """
-        first = bisect_left(self.starts, start)
-        last = bisect_left(self.starts, end)
+        positions = self.positions
+        first = bisect_left(positions, start)
+        last = bisect_left(positions, end)
         if last > first:
             return first, last
         overlapping = [i for i in range(max(first - 1, 0), min(last + 1, len(self.ids)))
@@ -48,9 +71,14 @@ class TokenizedText:
 
 
 class TextTokenizer:
-    """Wraps a fast Hugging Face tokenizer: special tokens, prompts and offsets."""
+    """Wraps a fast Hugging Face tokenizer: special tokens, prompts and offsets.
 
-    def __init__(self, tokenizer) -> None:
+    ``add_eos_token`` (read from a checkpoint's ``tokenizer_config.json`` by the loaders)
+    appends the end-of-text token to every sequence, as the authors' tokenizer did (Stella
+    1.5B's custom Qwen2 tokenizer sets it; transformers 5 ignores the flag).
+    """
+
+    def __init__(self, tokenizer, *, add_eos_token: bool = False) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise TypeError(
                 f"{type(tokenizer).__name__} is not a fast tokenizer; character offsets (needed "
@@ -60,6 +88,9 @@ class TextTokenizer:
         # Long documents are windowed by us, never truncated by the tokenizer.
         tokenizer.model_max_length = _HUGE
         self.prefix_ids, self.suffix_ids = self._special_tokens()
+        eos = tokenizer.eos_token_id
+        if add_eos_token and eos is not None and self.suffix_ids[-1:] != (eos,):
+            self.suffix_ids = (*self.suffix_ids, eos)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def _special_tokens(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -88,17 +119,39 @@ class TextTokenizer:
         )
         cut = len(prompt)
         out = []
-        for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True):
+        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"],
+                                      strict=True):
             n_prompt = 0
             if cut:
                 while n_prompt < len(ids) and offsets[n_prompt][1] <= cut:
                     n_prompt += 1
-            out.append(
-                TokenizedText(
-                    prompt_ids=tuple(ids[:n_prompt]),
-                    ids=tuple(ids[n_prompt:]),
-                    starts=tuple(max(s - cut, 0) for s, _ in offsets[n_prompt:]),
-                    ends=tuple(max(e - cut, 0) for _, e in offsets[n_prompt:]),
-                )
-            )
+            starts = tuple(max(s - cut, 0) for s, _ in offsets[n_prompt:])
+            ends = tuple(max(e - cut, 0) for _, e in offsets[n_prompt:])
+            prompt_ids = tuple(ids[:n_prompt])
+            if not ids and not self.num_special:
+                # A tokenizer that adds no special tokens (Qwen2) would give an empty sequence:
+                # the end-of-text token stands in (belonging to no chunk), so every text gets a
+                # vector.
+                prompt_ids = (self.filler_id,)
+            out.append(TokenizedText(prompt_ids, tuple(ids[n_prompt:]), starts, ends,
+                                     anchors(text, starts, ends)))
         return out
+
+    @property
+    def filler_id(self) -> int:
+        eos = self.hf.eos_token_id
+        return eos if eos is not None else self.pad_id
+
+
+def anchors(text: str, starts: Sequence[int], ends: Sequence[int]) -> tuple[int, ...] | None:
+    """First non-space character of each token; ``None`` when every token starts on one."""
+    out = list(starts)
+    moved = False
+    for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        a = s
+        while a < e and text[a].isspace():
+            a += 1
+        if s < a < e:
+            out[i] = a
+            moved = True
+    return tuple(out) if moved else None

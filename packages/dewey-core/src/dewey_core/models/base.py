@@ -6,12 +6,15 @@ late chunking, truncation and normalisation are shared (see :mod:`dewey_core.enc
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from dewey_core.runtime import Batch, packed_block_mask
+from dewey_core.attention import AttentionSpec
+from dewey_core.runtime import Batch
 from dewey_core.tokenization import TextTokenizer
 
 
@@ -48,22 +51,35 @@ class EncoderModel:
     prompts: Prompts = Prompts()
     pooling: str = "mean"
     """Pooling of the global (whole-sequence) vector; chunks are always token means."""
-    packing: str = "none"
-    """How this backbone takes padding-free batches: ``flash``, ``mask`` or ``none``."""
+    attention: AttentionSpec = AttentionSpec(kernel="none")
+    """How the backbone takes attention inputs (kernel, causality, positions, masks)."""
     backbone: torch.nn.Module
     supports_images: bool = False
     """True for families that embed images (see ``image_sequences`` on those families)."""
 
+    @property
+    def packing(self) -> str:
+        """How this backbone takes padding-free batches: ``flash``, ``mask`` or ``none``."""
+        return self.attention.packing
+
     def forward(self, batch: Batch) -> torch.Tensor:
         """Token states ``(rows, length, hidden)`` for a batch."""
-        kwargs = dict(batch.flash_kwargs)
-        if batch.position_ids is not None:
-            kwargs["position_ids"] = batch.position_ids
-        mask = batch.attention_mask
-        if batch.packed_lengths is not None and not batch.flash_kwargs:
-            mask = packed_block_mask(batch)
-        out = self.backbone(input_ids=batch.input_ids, attention_mask=mask, **kwargs)
+        out = self.backbone(input_ids=batch.input_ids, **self.attention.inputs(batch, self.dtype))
         return out.last_hidden_state
+
+    def with_options(self, **options: Any) -> EncoderModel:
+        """This model with encode-time options applied (e.g. ``pooling``, ``vector_dim``),
+        sharing its weights: a shallow copy, so no second copy of the backbone is loaded."""
+        if not options:
+            return self
+        view = copy.copy(self)
+        view.apply_options(**options)
+        return view
+
+    def apply_options(self, **options: Any) -> None:
+        """Set encode-time options on this (copied) model; families override."""
+        raise ValueError(f"unknown model option(s) {', '.join(sorted(options))} for "
+                         f"{self.family} models")
 
     def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
         """Apply output heads to pooled vectors ``(n, hidden)``; returns ``(n, >= dim)``.

@@ -104,7 +104,19 @@ def build_module(path: Path, make: Any, state: dict[str, torch.Tensor], prefix: 
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # shape mismatches
         raise ValueError(f"{path}: weights under {prefix!r} do not fit the config: {exc}") from exc
-    return module.to(device=device, dtype=dtype).eval()
+    return to_device(module, device, dtype).eval()
+
+
+def to_device(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Parameters to ``dtype``; float buffers (rotary frequencies) stay float32, as transformers
+    keeps them: a bfloat16 ``inv_freq`` puts position 100,000 hundreds of radians off."""
+    float_buffers = [name for name, b in module.named_buffers() if b.dtype == torch.float32]
+    module = module.to(device=device, dtype=dtype)
+    for name in float_buffers:
+        owner, _, leaf = name.rpartition(".")
+        target = module.get_submodule(owner) if owner else module
+        target._buffers[leaf] = target._buffers[leaf].float()
+    return module
 
 
 def refuse_leftovers(path: Path, state: dict[str, torch.Tensor]) -> None:
@@ -125,11 +137,10 @@ def linear_from(state: dict[str, torch.Tensor], name: str) -> torch.nn.Linear:
     return linear
 
 
-def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Boolean ``(B, 1, L, L)`` bidirectional mask from a 2-D padding mask."""
-    keep = attention_mask.bool()
-    return (keep[:, None, None, :] & torch.ones_like(keep)[:, None, :, None]).expand(
-        -1, 1, keep.shape[1], keep.shape[1])
+def reads_add_eos_token(path: Path) -> bool:
+    """``add_eos_token`` from ``tokenizer_config.json`` (transformers 5 does not apply it)."""
+    config = path / "tokenizer_config.json"
+    return bool(read_json(config).get("add_eos_token")) if config.is_file() else False
 
 
 def load_tokenizer(path: Path):

@@ -11,9 +11,14 @@ Attention (``attention=`` at load): flash-attention 2 when installed on CUDA (pa
 padding-free batches), else SDPA; ``"flex_attention"`` keeps memory linear in length for very
 long documents on GPUs without flash-attn (no packed batches).
 
-Pooling (``pooling=`` at load, default ``single_vector_type``): ``cls`` (first token),
-``mean`` (content tokens: no CLS, SEP or prompt token), ``cls_add_mean`` (their sum). Chunk
-vectors of late chunking are token means through the same head.
+Pooling (``pooling=``, default ``single_vector_type``): ``cls`` (first token), ``mean``
+(content tokens: no CLS, SEP or prompt token), ``cls_add_mean`` (their sum). Chunk vectors of
+late chunking are token means through the same head. Pooling is an encode-time option: models
+with different poolings share one loaded copy of the weights.
+
+Prompts: the checkpoint's ``config_sentence_transformers.json`` prompts when it has them
+(``retrieve_query`` / ``retrieve_passage`` are the query and document prompts; every named
+prompt is usable as ``prompt_name``), else the built-in instruction strings below.
 
 Example:
     >>> from dewey_core import DeweyEncoder
@@ -34,7 +39,7 @@ from typing import Any
 import torch
 from transformers import ModernBertConfig, ModernBertModel
 
-from dewey_core.devices import attention_implementation
+from dewey_core.attention import choose_kernel, inspect_backbone, supported_kernels
 from dewey_core.models.base import EncoderModel, Prompts
 from dewey_core.models.checkpoint import (
     NOT_MODEL_CONFIG,
@@ -44,11 +49,11 @@ from dewey_core.models.checkpoint import (
     load_tokenizer,
     read_json,
     read_state,
+    reads_add_eos_token,
     refuse_leftovers,
     take_prefix,
 )
 from dewey_core.models.sentence_transformers import read_prompts
-from dewey_core.runtime import Batch, packed_block_mask
 from dewey_core.tokenization import TextTokenizer
 
 QUERY_PROMPT = "<|START_INSTRUCTION|>Answer the question<|END_INSTRUCTION|>"
@@ -59,7 +64,6 @@ _NOT_MODEL_CONFIG = (*NOT_MODEL_CONFIG, "vector_size", "single_vector_type")
 #: ModernBERT masked-LM head weights: known, unused for embeddings.
 #: Longest window under SDPA/eager (32K tokens measured at 17.7 GiB on an H200).
 DENSE_MASK_MAX_LENGTH = 32_768
-ATTENTIONS = ("flash_attention_2", "flex_attention", "sdpa", "eager")
 _MLM_KEYS = ("head.dense.weight", "head.norm.weight", "head.norm.bias", "decoder.weight",
              "decoder.bias")
 
@@ -70,6 +74,20 @@ def pooling_name(config: dict[str, Any], pooling: str | None) -> str:
     if name not in POOLINGS:
         raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {name!r}")
     return name
+
+
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    """The attention kernel used when none is asked for (see :func:`choose_kernel`)."""
+    return choose_kernel(device, supported_kernels(ModernBertModel), dtype=dtype)
+
+
+def dewey_prompts(path: Path) -> Prompts:
+    """The checkpoint's prompts (``config_sentence_transformers.json``), built-ins otherwise."""
+    named = read_prompts(path).named
+    query = named.get("retrieve_query") or named.get("query") or QUERY_PROMPT
+    document = named.get("retrieve_passage") or named.get("document") or DOCUMENT_PROMPT
+    return Prompts(query=query, document=document,
+                   named={"query": query, "document": document, **named})
 
 
 def is_dewey(path: Path, config: dict[str, Any]) -> bool:
@@ -83,17 +101,14 @@ class DeweyModel(EncoderModel):
     family = "dewey"
 
     def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
-                 pooling: str | None = None, attention: str | None = None) -> None:
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         raw = read_json(path / "config.json")
-        self.pooling_name = pooling_name(raw, pooling)
-        self.pooling = POOLINGS[self.pooling_name]
+        self.single_vector_type = raw.get("single_vector_type")
+        self.apply_options(pooling=None)
         # flex_attention builds block-sparse masks (memory linear in length): the way to a
-        # 128K-token document on a GPU without flash-attn. Packed batches need flash or SDPA.
-        attn = attention or attention_implementation(device)
-        if attn not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attn!r}")
-        self.packing = {"flash_attention_2": "flash", "sdpa": "mask"}.get(attn, "none")
+        # 128K-token document on a GPU without flash-attn. Packed batches need flash or a mask.
+        attn = choose_kernel(device, supported_kernels(ModernBertModel), attention, dtype)
         config = ModernBertConfig(**{k: v for k, v in raw.items() if k not in _NOT_MODEL_CONFIG},
                                   attn_implementation=attn)
         self.hidden_size = config.hidden_size
@@ -112,9 +127,9 @@ class DeweyModel(EncoderModel):
         refuse_leftovers(path, state)
         self.backbone = build_module(path, lambda: ModernBertModel(config), backbone_state,
                                      prefix, device, dtype)
-        self.tokenizer = TextTokenizer(load_tokenizer(path))
-        named = {**read_prompts(path).named, "query": QUERY_PROMPT, "document": DOCUMENT_PROMPT}
-        self.prompts = Prompts(query=QUERY_PROMPT, document=DOCUMENT_PROMPT, named=named)
+        self.attention = inspect_backbone(self.backbone, attn)
+        self.tokenizer = TextTokenizer(load_tokenizer(path), add_eos_token=reads_add_eos_token(path))
+        self.prompts = dewey_prompts(path)
         # SDPA and eager build dense L x L masks (a 128K window needs ~128 GiB): cap the window
         # and let late chunking window longer documents; flash and flex are linear in length.
         self.max_length = int(config.max_position_embeddings)
@@ -133,16 +148,9 @@ class DeweyModel(EncoderModel):
                                      if not names else [], list(state) if names else [])
         return names[0]
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        mask: Any = batch.attention_mask
-        if batch.packed_lengths is not None and not batch.flash_kwargs:
-            # A 4-D mask would be used as-is by every layer, losing the local window: give
-            # each layer type its own block-diagonal mask.
-            mask = {"full_attention": packed_block_mask(batch),
-                    "sliding_attention": packed_block_mask(batch, self.sliding_window)}
-        out = self.backbone(input_ids=batch.input_ids, attention_mask=mask,
-                            position_ids=batch.position_ids, **batch.flash_kwargs)
-        return out.last_hidden_state
+    def apply_options(self, *, pooling: str | None = None) -> None:
+        self.pooling_name = pooling_name({"single_vector_type": self.single_vector_type}, pooling)
+        self.pooling = POOLINGS[self.pooling_name]
 
     def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
         if self.head is None:
@@ -153,14 +161,14 @@ class DeweyModel(EncoderModel):
 _BACKBONE_ROOTS = ("embeddings", "layers", "final_norm")
 
 
-def load(path: Path, device: torch.device, dtype: torch.dtype, *, pooling: str | None = None,
-         attention: str | None = None, trust_remote_code: bool = False) -> EncoderModel:
+def load(path: Path, device: torch.device, dtype: torch.dtype, *, attention: str | None = None,
+         trust_remote_code: bool = False) -> EncoderModel:
     if trust_remote_code:
         from dewey_core.models.remote import RemoteCodeModel
 
         raw = read_json(path / "config.json")
         return RemoteCodeModel(path, device, dtype, family="dewey",
-                               pooling=POOLINGS[pooling_name(raw, pooling)],
-                               prompts=Prompts(QUERY_PROMPT, DOCUMENT_PROMPT),
+                               pooling=POOLINGS[pooling_name(raw, None)], poolings=POOLINGS,
+                               prompts=dewey_prompts(path),
                                max_length=int(raw.get("max_position_embeddings", 8192)))
-    return DeweyModel(path, device, dtype, pooling=pooling, attention=attention)
+    return DeweyModel(path, device, dtype, attention=attention)

@@ -35,13 +35,12 @@ from typing import Any
 import torch
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
-from dewey_core.devices import attention_implementation
 from dewey_core.models.base import EncoderModel, Prompts
 from dewey_core.models.bidirectional import (
-    QwenTextTokenizer,
     bidirectional_forward,
     build_qwen2,
     qwen2_config,
+    qwen2_kernel,
 )
 from dewey_core.models.checkpoint import (
     CheckpointKeyError,
@@ -50,6 +49,7 @@ from dewey_core.models.checkpoint import (
     load_tokenizer,
     read_json,
     read_state,
+    reads_add_eos_token,
     refuse_leftovers,
     take_prefix,
 )
@@ -58,6 +58,7 @@ from dewey_core.models.sentence_transformers import read_max_seq_length, read_pr
 from dewey_core.models.stella import select_head
 from dewey_core.pooling import Layout
 from dewey_core.runtime import Batch
+from dewey_core.tokenization import TextTokenizer
 
 S2P_QUERY = "Instruct: Given a web search query, retrieve relevant passages that answer the query.\nQuery: "
 S2S_QUERY = "Instruct: Retrieve semantically similar text.\nQuery: "
@@ -84,15 +85,13 @@ class JasperModel(EncoderModel):
     supports_images = True
 
     def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
-                 vector_dim: int | None = None) -> None:
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         raw = read_json(path / "config.json")
         for field in ("text_config", "vision_config"):
             if not isinstance(raw.get(field), dict):
                 raise ValueError(f"{path}/config.json: a jasper_vl config needs a {field} object")
-        attn = attention_implementation(device)
-        self.packing = "flash" if attn == "flash_attention_2" else "mask"
-        text_config = qwen2_config(raw["text_config"], attn)
+        text_config = qwen2_config(raw["text_config"], qwen2_kernel(device, dtype, attention))
         self.hidden_size = text_config.hidden_size
         self.num_img_tokens = int(raw.get("num_img_tokens", 300))
 
@@ -112,18 +111,20 @@ class JasperModel(EncoderModel):
         vision_fields = {k: v for k, v in raw["vision_config"].items() if k != "model_type"}
         vision_fields["vision_use_head"] = any(k.startswith("head.") for k in vision_state)
         vision_config = SiglipVisionConfig(**vision_fields, attn_implementation="sdpa")
-        self.backbone = build_qwen2(path, text_config, text_state, "model.", device, dtype)
+        self.backbone, self.attention = build_qwen2(path, text_config, text_state, "model.",
+                                                    device, dtype)
         self.vision = build_module(path, lambda: SiglipVisionModel(vision_config), vision_state,
                                    vision_prefix, device, dtype)
         self.image_pool = torch.nn.AdaptiveAvgPool2d((self.num_img_tokens, self.hidden_size))
 
         self.head_dims = tuple(sorted(self.heads))
-        default = int(vector_dim or raw.get("vector_dim") or max(self.heads))
+        default = int(raw.get("vector_dim") or max(self.heads))
         if default not in self.heads:
             raise ValueError(f"{path}: no vector_linear_{default} head; heads: {list(self.head_dims)}")
         self.dimension = default
         self.pooling = "mean"
-        self.tokenizer = QwenTextTokenizer(load_tokenizer(path))
+        self.tokenizer = TextTokenizer(load_tokenizer(path),
+                                           add_eos_token=reads_add_eos_token(path))
         self.image_ids = self._image_token_ids(raw)
         self.preprocess = ImagePreprocessor.from_config(read_json(path / "preprocessor_config.json"))
         prompts = read_prompts(path)
@@ -194,13 +195,24 @@ class JasperModel(EncoderModel):
                                  "must not contain the image placeholder tokens")
             embeds = embeds.clone()
             embeds[where] = tokens.reshape(-1, self.hidden_size)
-        return bidirectional_forward(self.backbone, batch, embeds)
+        return bidirectional_forward(self.backbone, self.attention, batch, embeds)
+
+    def apply_options(self, *, vector_dim: int | None = None) -> None:
+        if vector_dim is not None:
+            if vector_dim not in self.heads:
+                raise ValueError(f"{self.path}: no vector_linear_{vector_dim} head; heads: "
+                                 f"{list(self.head_dims)}")
+            self.dimension = vector_dim
 
     def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
         return select_head(self.heads, self.dimension, dim)(pooled.to(self.device, torch.float32))
 
 
-def load(path: Path, device: torch.device, dtype: torch.dtype, *, vector_dim: int | None = None,
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    return qwen2_kernel(device, dtype)
+
+
+def load(path: Path, device: torch.device, dtype: torch.dtype, *, attention: str | None = None,
          trust_remote_code: bool = False) -> EncoderModel:
     if trust_remote_code:
         from dewey_core.models.remote import RemoteCodeModel
@@ -213,6 +225,6 @@ def load(path: Path, device: torch.device, dtype: torch.dtype, *, vector_dim: in
                        for d in (12288, 1024, 512, 256)
                        if hasattr(model.backbone, f"vector_linear_{d}")}
         model.head_dims = tuple(sorted(model.heads))
-        model.dimension = vector_dim or int(getattr(model.backbone.config, "vector_dim", 1024))
+        model.dimension = int(getattr(model.backbone.config, "vector_dim", 1024))
         return model
-    return JasperModel(path, device, dtype, vector_dim=vector_dim)
+    return JasperModel(path, device, dtype, attention=attention)

@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from dewey_core.attention import AttentionSpec
 from dewey_core.models.base import EncoderModel, Prompts
+from dewey_core.models.checkpoint import reads_add_eos_token
 from dewey_core.runtime import Batch
 from dewey_core.tokenization import TextTokenizer
 
@@ -21,16 +23,20 @@ from dewey_core.tokenization import TextTokenizer
 class RemoteCodeModel(EncoderModel):
     """A checkpoint run through its own ``auto_map`` code, pooled by the engine."""
 
-    packing = "none"
+    #: The checkpoint's code takes padded batches only.
+    attention = AttentionSpec(kernel="checkpoint code")
 
     def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *, family: str,
                  pooling: str, prompts: Prompts, max_length: int,
-                 heads: dict[int, torch.nn.Module] | None = None, dimension: int | None = None) -> None:
+                 heads: dict[int, torch.nn.Module] | None = None, dimension: int | None = None,
+                 poolings: dict[str, str] | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         self.family, self.pooling, self.prompts = f"{family} (remote code)", pooling, prompts
+        self.poolings = poolings or {}
         self.backbone = AutoModel.from_pretrained(path, trust_remote_code=True, dtype=dtype,
                                                   use_safetensors=True).to(device).eval()
-        self.tokenizer = TextTokenizer(AutoTokenizer.from_pretrained(path, trust_remote_code=True))
+        self.tokenizer = TextTokenizer(AutoTokenizer.from_pretrained(path, trust_remote_code=True),
+                                       add_eos_token=reads_add_eos_token(path))
         config = self.backbone.config
         text_config = getattr(config, "text_config", None) or config
         self.hidden_size = int(text_config.hidden_size)
@@ -44,6 +50,17 @@ class RemoteCodeModel(EncoderModel):
         self.heads = heads
         self.head_dims = tuple(sorted(heads))
         self.dimension = dimension or (max(heads) if heads else self.hidden_size)
+
+    def apply_options(self, *, pooling: str | None = None, vector_dim: int | None = None) -> None:
+        if pooling is not None:
+            if pooling not in self.poolings:
+                raise ValueError(f"pooling must be one of {sorted(self.poolings)}, got {pooling!r}")
+            self.pooling = self.poolings[pooling]
+        if vector_dim is not None:
+            if vector_dim not in self.heads:
+                raise ValueError(f"{self.path}: no head of size {vector_dim}; heads: "
+                                 f"{list(self.head_dims)}")
+            self.dimension = vector_dim
 
     def forward(self, batch: Batch) -> torch.Tensor:
         out = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-from dewey_core.devices import attention_implementation
+from dewey_core.attention import choose_kernel, inspect_backbone, supported_kernels
 from dewey_core.models.base import EncoderModel, Prompts
-from dewey_core.models.checkpoint import read_json
+from dewey_core.models.checkpoint import read_json, reads_add_eos_token
 from dewey_core.tokenization import TextTokenizer
 
 _ST_POOLING_KEYS = {
@@ -27,8 +28,9 @@ _ACTIVATIONS = {
     "Identity": torch.nn.Identity, "Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU,
     "GELU": torch.nn.GELU, "Sigmoid": torch.nn.Sigmoid, "SiLU": torch.nn.SiLU,
 }
-QUERY_PROMPT_NAMES = ("query", "s2p_query", "search_query", "retrieval.query")
-DOCUMENT_PROMPT_NAMES = ("document", "passage", "search_document", "retrieval.passage")
+QUERY_PROMPT_NAMES = ("query", "s2p_query", "search_query", "retrieval.query", "retrieve_query")
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "search_document", "retrieval.passage",
+                         "retrieve_passage")
 
 
 def read_modules(path: Path) -> list[dict]:
@@ -81,13 +83,53 @@ def load_dense(path: Path) -> torch.nn.Sequential:
     return torch.nn.Sequential(linear, _ACTIVATIONS[act_name]())
 
 
+def encoder_class(transformer_dir: Path) -> type:
+    """The transformers class sentence-transformers would load for this folder: ``AutoModel``'s,
+    or the encoder alone of an encoder-decoder (T5: ``T5EncoderModel``)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=False)
+    except ValueError as exc:
+        raise ValueError(f"{transformer_dir}: transformers does not know this architecture "
+                         f"without the checkpoint's own code, which is not run for generic "
+                         f"sentence-transformers folders ({exc})") from exc
+    try:
+        model_class = MODEL_MAPPING[type(config)]
+    except KeyError:
+        raise ValueError(f"{transformer_dir}: transformers has no model for model_type "
+                         f"{config.model_type!r}") from None
+    if getattr(config, "is_encoder_decoder", False):
+        encoder = getattr(transformers, model_class.__name__.replace("Model", "EncoderModel"), None)
+        if encoder is None:
+            raise ValueError(f"{transformer_dir}: {model_class.__name__} is an encoder-decoder "
+                             "model with no encoder-only class; it cannot embed text here")
+        model_class = encoder
+    return model_class
+
+
+def default_attention(path: Path, device: torch.device, dtype: torch.dtype) -> str:
+    return choose_kernel(device, supported_kernels(encoder_class(transformer_folder(path))),
+                         dtype=dtype)
+
+
+def transformer_folder(path: Path) -> Path:
+    """The folder of the Transformer module (the model folder itself unless modules.json
+    names a subfolder)."""
+    for module in read_modules(path):
+        if module["type"].rsplit(".", 1)[-1] == "Transformer":
+            return path / module.get("path", "")
+    return path
+
+
 class SentenceTransformerModel(EncoderModel):
     """Any transformers encoder in sentence-transformers layout, or a bare transformers folder
     (then mean pooling over all tokens, as sentence-transformers does by default)."""
 
     family = "sentence-transformers"
 
-    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, path: Path, device: torch.device, dtype: torch.dtype, *,
+                 attention: str | None = None) -> None:
         self.path, self.device, self.dtype = path, device, dtype
         modules = read_modules(path)
         transformer_dir = path
@@ -106,16 +148,17 @@ class SentenceTransformerModel(EncoderModel):
                 raise ValueError(f"{path}: unsupported sentence-transformers module {kind!r}")
         if self.pooling == "mean" and not self.include_prompt:
             self.pooling = "mean_no_prompt"
-        attn = attention_implementation(device)
-        self.packing = "flash" if attn == "flash_attention_2" else "mask"
-        self.backbone = AutoModel.from_pretrained(
-            transformer_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False,
-            attn_implementation=attn,
-        )
+        model_class = encoder_class(transformer_dir)
+        # MPNet, DeBERTa-v2 and others have no SDPA: eager attention (padded or mask-packed).
+        kernel = choose_kernel(device, supported_kernels(model_class), attention, dtype)
+        self.backbone = model_class.from_pretrained(
+            transformer_dir, dtype=dtype, use_safetensors=True, attn_implementation=kernel)
         self.backbone.to(device).eval()
+        self.attention = inspect_backbone(self.backbone, kernel)
         hf_tokenizer = AutoTokenizer.from_pretrained(transformer_dir)
         tokenizer_limit = hf_tokenizer.model_max_length  # read before TextTokenizer lifts it
-        self.tokenizer = TextTokenizer(hf_tokenizer)
+        self.tokenizer = TextTokenizer(hf_tokenizer,
+                                       add_eos_token=reads_add_eos_token(transformer_dir))
         self.prompts = read_prompts(path)
         self.hidden_size = self.backbone.config.hidden_size
         self.dense = torch.nn.Sequential(*dense).to(device).eval() if dense else None

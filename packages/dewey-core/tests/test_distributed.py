@@ -106,7 +106,8 @@ def test_ray_output_equals_single_machine_and_names_unreadable_files(
     assert "cannot read " + str(source / "gone.md") + ": No such file" in err
     assert "24 documents" in err and "2 skipped:" in err
     assert_same_store(out, reference)
-    assert len(load_embeddings(out).manifest["parts"]) == 8  # batches of 3, not one big part
+    parts = load_embeddings(out).manifest["parts"]
+    assert len(parts) >= 8 and max(len(p["documents"]) for p in parts) <= 3  # batches of 3 at most
 
     assert main(["search", str(out), "comparison operators", "--json", "--top-k", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["documents"][0]["doc_id"] == "comparisons.txt"

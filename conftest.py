@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+# Tests compare the engine with torch references and build many tiny checkpoints; converting
+# each to OpenVINO would cost seconds apiece. The OpenVINO backend (the CPU default where
+# installed) has its own tests, which lift this (test_openvino.py).
+os.environ.setdefault("DEWEY_BACKEND", "torch")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,8 +19,24 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def models(minilm, minilm_path):
+    from dewey_core import DeweyEncoder
+
     bench.quiet()
-    return bench.Models(minilm, bench.load_sentence_transformer(minilm_path, minilm))
+    # A second encoder stands for the equal runtime (its own position count, same weights).
+    equal = DeweyEncoder.from_pretrained(minilm_path, device="cpu", token_budget=512)
+    return bench.Models(minilm, bench.load_sentence_transformer(minilm_path, minilm), equal)
+
+
+def test_models_load_measures_defaults_and_the_equal_runtime(minilm_path, monkeypatch,
+                                                            tmp_path_factory):
+    pytest.importorskip("openvino")
+    monkeypatch.delenv("DEWEY_BACKEND", raising=False)  # the real defaults
+    monkeypatch.setenv("DEWEY_CACHE", str(tmp_path_factory.getbasetemp() / "dewey-cache"))
+    loaded = bench.Models.load(minilm_path, device="cpu")
+    assert loaded.dewey.model.backend == "openvino" and loaded.dewey_equal.model.backend == "torch"
+    assert loaded.st.dtype == torch.float32 == loaded.dewey_equal.model.dtype
+    assert loaded.runtime("dewey") == "openvino float32, openvino attention"
+    assert loaded.runtime("dewey_equal") == "torch float32, sdpa attention"
 
 
 def test_corpora_are_deterministic_and_varied(minilm):
@@ -40,7 +56,7 @@ def test_corpora_are_deterministic_and_varied(minilm):
 def test_encoding_comparison_counts_the_same_tokens(models):
     passages = bench.mixed_passages(8, max_words=300)
     c = bench.bench_encoding(models, passages, rounds=2, batch_size=4)
-    assert [t.method for t in c.timings] == [bench.ST, bench.DEWEY]
+    assert [t.method for t in c.timings] == [bench.ST, bench.DEWEY, bench.DEWEY_EQUAL]
     tokens = bench.processed_tokens(models.dewey, passages)
     for t in c.timings:
         assert len(t.seconds) == 2 and all(s > 0 for s in t.seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 import torch
 
 from dewey_core.models import EncoderModel, check_options, detect_family
+from dewey_core.openvino import BACKENDS, on_openvino, unsupported_reason
 
 # Only what the engine reads: never pickled weights, never remote code unless asked for.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
+logger = logging.getLogger("dewey_core")
 _lock = threading.Lock()
 _loaded: dict[tuple, EncoderModel] = {}
 
@@ -56,13 +59,18 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
 
 
 def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
-                 **options: Any) -> EncoderModel:
-    """One loaded model per (directory, device, dtype, load options) in this process.
+                 backend: str | None = None, **options: Any) -> EncoderModel:
+    """One loaded model per (directory, device, dtype, load options, backend) in this process.
 
     Encode-time options (dewey's ``pooling``, Jasper's and Stella's ``vector_dim``) give a view
     of the shared model, so they never load the weights twice; a load option left at its
-    default and the same value given explicitly share one model too.
+    default and the same value given explicitly share one model too. ``backend=None`` takes
+    ``$DEWEY_BACKEND`` if set, else runs the forward step on OpenVINO where it can (a float32
+    model on the CPU, a supported family, openvino installed) and on torch otherwise.
     """
+    backend = backend or os.environ.get("DEWEY_BACKEND") or None
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
     # Remote code is opt-in; only then are the checkpoint's Python files fetched.
     patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
     path = resolve_model_dir(name_or_path, patterns=patterns)
@@ -73,7 +81,15 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
         if key not in _loaded:
             _loaded[key] = family.load(path, device, dtype,
                                        **{k: v for k, v in options.items() if k in family.options})
+            logger.info("loaded %s (%s) on %s in %s, %s attention", path, family.name, device,
+                        str(dtype).removeprefix("torch."), _loaded[key].attention.kernel)
         model = _loaded[key]
+        if backend == "openvino" or (backend is None and not options.get("trust_remote_code")
+                                     and unsupported_reason(model) is None):
+            if (*key, "openvino") not in _loaded:
+                _loaded[(*key, "openvino")] = on_openvino(model)
+                logger.info("forward step of %s on OpenVINO (CPU, float32)", path)
+            model = _loaded[(*key, "openvino")]
     return model.with_options(**{k: v for k, v in options.items()
                                  if k in family.view_options and v is not None})
 

@@ -154,11 +154,17 @@ def test_driver_killed_mid_run_then_resumed_equals_an_uninterrupted_run(
     assert 0 < committed < len(documents), f"killed at {committed} of {len(documents)} documents"
     assert driver.returncode == -signal.SIGKILL
     stored = load_embeddings(out).doc_ids
+    committed = {f.name: f.stat().st_mtime_ns for f in out.glob("part-*.parquet")
+                 if f.name.split(".")[0] in {p["name"] for p in load_embeddings(out).manifest["parts"]}}
+    # What a dead run can leave besides its committed parts: a part it never committed, a half write.
+    (out / "part-0123456789abcdef0123.chunks.parquet").write_bytes(b"never committed")
+    (out / "part-0123456789abcdef0123.documents.parquet.5f3a.tmp").write_bytes(b"half-written")
     report = embed_dataset(source, out, model=minilm_path, chunk_size=int(CHUNK_SIZE), batch_docs=2,
                            workers=2, progress=False)
-    assert report.embedded == len(documents) - len(stored)  # committed documents are not redone
-    assert report.failures == []
-    assert_same_store(out, reference)
+    assert report.embedded == len(documents) - len(stored) and report.failures == []
+    # Committed documents are not embedded again: their parts are untouched.
+    assert {name: (out / name).stat().st_mtime_ns for name in committed} == committed
+    assert_same_store(out, reference)  # the debris is gone, every document stored once
 
 
 def _wait_for_first_commit(out, driver, log, timeout: float = 300.0) -> int:

@@ -61,7 +61,8 @@ def test_max_length_beyond_the_model_is_refused(minilm_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"max_length": 2}, r"max_length must be in \[3, 256\] for this model \(it adds 2 special tokens\)"),
     ({"token_budget": 0}, "token_budget must be a positive int"),
-    ({"pooling": "cls"}, "unknown model option.* pooling for sentence-transformers models.*supported: none"),
+    ({"pooling": "cls"},
+     "unknown model option.* pooling for sentence-transformers models.*supported: attention"),
     ({"bogus": [1]}, "unknown model option.* bogus"),
 ])
 def test_bad_settings_are_named(minilm_path, kwargs, message):

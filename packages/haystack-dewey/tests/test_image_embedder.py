@@ -85,6 +85,8 @@ def test_to_dict():
             "token": {"type": "env_var", "env_vars": ["HF_API_TOKEN", "HF_TOKEN"], "strict": False},
             "local_files_only": False,
             "trust_remote_code": False,
+            "api_base_url": None,
+            "api_key": None,
             "dim": None,
             "progress_bar": True,
         },

@@ -86,6 +86,8 @@ def test_to_dict():
             "token_budget": None,
             "batch_size": None,
             "model_options": None,
+            "api_base_url": None,
+            "api_key": None,
             "chunk_size": 128,
             "chunk_overlap": 0,
             "chunking": "boundaries",

@@ -16,12 +16,14 @@ COMMANDS = {
     "eval": "evaluate",
     "bench": "bench",
     "verify-checkpoint": "verify",
+    "serve": "serve",
+    "bench-serve": "bench_serve",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dewey", description="Late-chunked embeddings: embed, search, evaluate, benchmark.")
+        prog="dewey", description="Late-chunked embeddings: embed, search, evaluate, benchmark, serve.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"dewey_core.commands.{module}")

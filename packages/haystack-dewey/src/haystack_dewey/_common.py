@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from haystack import Document, default_from_dict
-from haystack.utils import ComponentDevice, Secret
+from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
 from dewey_core import DeweyEncoder
+from dewey_core.client import RemoteEncoder
 
 DEFAULT_MODEL = "infgrad/dewey_en_beta"
 DEFAULT_JASPER_MODEL = "NovaSearch/jasper_en_vision_language_v1"
@@ -57,6 +58,8 @@ def encoder_parameters(component: Any) -> dict[str, Any]:
         "token": component.token.to_dict() if component.token is not None else None,
         "local_files_only": component.local_files_only,
         "trust_remote_code": component.trust_remote_code,
+        "api_base_url": component.api_base_url,
+        "api_key": component.api_key.to_dict() if component.api_key is not None else None,
     }
 
 
@@ -112,16 +115,24 @@ class EncoderComponent:
     token: Secret | None
     local_files_only: bool
     trust_remote_code: bool
-    _encoder: DeweyEncoder | None
+    api_base_url: str | None
+    api_key: Secret | None
+    _encoder: DeweyEncoder | RemoteEncoder | None
 
     def _set_encoder_params(self, *, model: str, device: ComponentDevice | str | None,
                             dtype: str | None = None, max_length: int | None = None,
                             token_budget: int | None = None, batch_size: int | None = None,
                             model_options: dict[str, Any] | None = None,
                             model_kwargs: dict[str, Any] | None = None, token: Secret | None = None,
-                            local_files_only: bool = False, trust_remote_code: bool = False) -> None:
+                            local_files_only: bool = False, trust_remote_code: bool = False,
+                            api_base_url: str | None = None, api_key: Secret | None = None) -> None:
         """Stores the loading parameters (the device resolved, every value checked); the model
-        loads on :meth:`warm_up`."""
+        loads on :meth:`warm_up`.
+
+        With ``api_base_url`` (a ``dewey serve`` server) the model runs there instead, and
+        ``device``/``dtype``/``max_length``/``token_budget``/``batch_size``/``model_options``
+        are the server's; ``api_key`` defaults to the ``DEWEY_API_KEY`` environment variable.
+        """
         if not isinstance(model, str) or not model:
             raise TypeError(f"model must be a non-empty str, got {model!r}")
         for name, value in (("max_length", max_length), ("token_budget", token_budget),
@@ -146,6 +157,8 @@ class EncoderComponent:
         self.token = token
         self.local_files_only = local_files_only
         self.trust_remote_code = trust_remote_code
+        self.api_base_url = api_base_url
+        self.api_key = api_key
         self._encoder = None
         self._loading_options()  # conflicting settings are refused now, not at warm_up
 
@@ -168,6 +181,7 @@ class EncoderComponent:
     @classmethod
     def from_dict(cls: type[_Component], data: dict[str, Any]) -> _Component:
         """Deserializes the component from a dictionary."""
+        deserialize_secrets_inplace(data.get("init_parameters", {}), keys=["api_key"])
         return default_from_dict(cls, data)
 
     def warm_up(self) -> None:
@@ -175,8 +189,11 @@ class EncoderComponent:
         if self._encoder is None:
             self._encoder = self._load_encoder()
 
-    def _load_encoder(self) -> DeweyEncoder:
+    def _load_encoder(self) -> DeweyEncoder | RemoteEncoder:
         """Loads the encoder from the stored parameters; a subclass may check what it got."""
+        if self.api_base_url:
+            key = (self.api_key or Secret.from_env_var("DEWEY_API_KEY", strict=False)).resolve_value()
+            return RemoteEncoder(self.api_base_url, api_key=key)
         dtype, options = self._loading_options()
         hub: dict[str, Any] = {"local_files_only": True} if self.local_files_only else {}
         token = self.token.resolve_value() if self.token is not None else None

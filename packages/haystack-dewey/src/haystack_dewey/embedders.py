@@ -50,6 +50,8 @@ class DeweyTextEmbedder(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         prefix: str = "",
         suffix: str = "",
         prompt: str | None = None,
@@ -73,6 +75,9 @@ class DeweyTextEmbedder(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param prefix: Text added before the query (after the model's prompt).
         :param suffix: Text added after the query.
         :param prompt: Replaces the model's query prompt (``""`` for none); ``None`` keeps it.
@@ -93,7 +98,8 @@ class DeweyTextEmbedder(EncoderComponent):
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
                                  model_options=model_options, model_kwargs=model_kwargs, token=token,
-                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt
@@ -156,6 +162,8 @@ class DeweyDocumentEmbedder(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         prefix: str = "",
         suffix: str = "",
         prompt: str | None = None,
@@ -181,6 +189,9 @@ class DeweyDocumentEmbedder(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param prefix: Text added before each document's text (after the model's prompt).
         :param suffix: Text added after each document's text.
         :param prompt: Replaces the model's document prompt (``""`` for none); ``None`` keeps it.
@@ -202,7 +213,8 @@ class DeweyDocumentEmbedder(EncoderComponent):
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
                                  model_options=model_options, model_kwargs=model_kwargs, token=token,
-                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt

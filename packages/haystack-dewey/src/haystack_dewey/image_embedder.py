@@ -55,6 +55,8 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         dim: int | None = None,
         progress_bar: bool = True,
         model_kwargs: dict[str, Any] | None = None,
@@ -74,6 +76,9 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader.
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param dim: Output size (Jasper has a trained head per size: 12288/1024/512/256).
         :param progress_bar: Show a progress bar.
         :param model_kwargs: SentenceTransformers' loading options: ``torch_dtype`` (= ``dtype``),
@@ -89,7 +94,8 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
                                  model_options=model_options, model_kwargs=model_kwargs, token=token,
-                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.dim = output_dim(dim, truncate_dim)
         self.progress_bar = progress_bar
 

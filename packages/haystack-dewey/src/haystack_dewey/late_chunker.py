@@ -77,6 +77,8 @@ class DeweyLateChunker(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         chunk_size: int = 256,
         chunk_overlap: int = 0,
         chunking: Literal["boundaries", "fixed"] = "boundaries",
@@ -100,6 +102,9 @@ class DeweyLateChunker(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param chunk_size: Tokens per chunk for whole documents.
         :param chunk_overlap: Tokens shared by consecutive chunks of whole documents.
         :param chunking: ``"boundaries"`` (prefer paragraph, line, sentence breaks) or ``"fixed"``.
@@ -134,7 +139,8 @@ class DeweyLateChunker(EncoderComponent):
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
                                  model_options=model_options, model_kwargs=model_kwargs, token=token,
-                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code)
+                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.chunking = chunking

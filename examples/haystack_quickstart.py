@@ -54,13 +54,16 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model or default_model()
 
-    # Indexing: documents -> late chunker (split + contextual embeddings) -> writer.
-    store = InMemoryDocumentStore()
+    # Indexing: documents -> late chunker (split + contextual embeddings) -> writer, and each
+    # source document with its global embedding -> a second writer.
+    store, sources = InMemoryDocumentStore(), InMemoryDocumentStore()
     indexing = Pipeline()
     indexing.add_component("chunker", DeweyLateChunker(model=model, device=args.device,
                                                        chunk_size=args.chunk_size))
     indexing.add_component("writer", DocumentWriter(document_store=store))
+    indexing.add_component("source_writer", DocumentWriter(document_store=sources))
     indexing.connect("chunker.documents", "writer.documents")
+    indexing.connect("chunker.sources", "source_writer.documents")
 
     names = sorted(topics) if args.all_topics else TOPICS
     documents = [Document(content=topics[name], meta={"topic": name}) for name in names]
@@ -71,8 +74,8 @@ def main() -> None:
 
     # Query: text embedder -> retriever (chunk score fused with the document's global score).
     query = Pipeline()
-    query.add_component("embedder", DeweyTextEmbedder(model=model, device=args.device))
-    query.add_component("retriever", DeweyRetriever(store, top_k=3))
+    query.add_component("embedder", DeweyTextEmbedder(model=model, device=args.device, progress_bar=False))
+    query.add_component("retriever", DeweyRetriever(store, source_store=sources, top_k=3))
     query.connect("embedder.embedding", "retriever.query_embedding")
 
     for question in QUESTIONS:

@@ -16,7 +16,7 @@ import argparse
 import time
 from pydoc_data.topics import topics
 
-from llama_index.core import Document, VectorStoreIndex
+from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 
@@ -58,8 +58,11 @@ def main() -> None:
     print(f"{len(documents)} documents -> {len(nodes)} nodes with contextual embeddings "
           f"in {time.perf_counter() - started:.1f}s")
 
-    # Every node already has its embedding: building the index embeds nothing.
-    index = VectorStoreIndex(nodes, embed_model=embed_model)
+    # Every node already has its embedding: building the index embeds nothing. The parser kept
+    # each document's global vector in its docstore; made the index's, the retriever finds it
+    # there (persist the storage context to keep it for another process).
+    storage = StorageContext.from_defaults(docstore=node_parser.docstore)
+    index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed_model)
     retriever = DeweyRetriever(index=index, similarity_top_k=3)
 
     for question in QUESTIONS:

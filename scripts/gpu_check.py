@@ -43,18 +43,34 @@ def timed(fn):
     return out, time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30
 
 
+def kernels() -> list[tuple[str, bool]]:
+    """(attention, packed) runs to compare: padded SDPA, torch's varlen kernels packed, and the
+    flash-attn package packed where it is installed."""
+    from dewey_core.attention import flash_attention_available
+
+    runs = [("sdpa", False), ("varlen", True)]
+    if flash_attention_available(torch.device("cuda")):
+        runs.append(("flash_attention_2", True))
+    return runs
+
+
 def throughput(path: Path, texts: list[str], label: str, lines: list[str]) -> None:
-    rows, vectors = [], {}
-    for packed in (False, True):
-        enc = DeweyEncoder.from_pretrained(path, device="cuda", packed=packed)
+    rows, vectors, rate = [], {}, {}
+    for attention, packed in kernels():
+        enc = DeweyEncoder.from_pretrained(path, device="cuda", attention=attention, packed=packed)
         tokens = sum(enc.count_tokens(texts))
         enc.encode_documents(texts[:64])  # warm-up
-        vectors[packed], seconds, peak = timed(lambda enc=enc: enc.encode_documents(texts))
-        rows.append(f"| {label} | {'packed (' + enc.model.packing + ')' if packed else 'padded'} "
+        vectors[attention], seconds, peak = timed(lambda enc=enc: enc.encode_documents(texts))
+        rate[attention] = tokens / seconds
+        rows.append(f"| {label} | {attention}, {'packed' if packed else 'padded'} "
                     f"| {len(texts)} | {tokens:,} | {seconds:.2f} | {tokens / seconds:,.0f} | {peak:.1f} |")
-    cos = float((vectors[False] * vectors[True]).sum(1).min())
+        clear_model_cache()
+        torch.cuda.empty_cache()
     lines += rows
-    lines.append(f"| {label} | packed vs padded, min cosine (bf16) | | | | {cos:.6f} | |")
+    for attention in list(vectors)[1:]:
+        cos = float((vectors["sdpa"] * vectors[attention]).sum(1).min())
+        lines.append(f"| {label} | {attention} vs padded sdpa: min cosine (bf16) {cos:.6f}, "
+                     f"speed {rate[attention] / rate['sdpa']:.2f}x | | | | | |")
 
 
 def long_document(path: Path, n_tokens: int, lines: list[str], attention: str | None = None) -> None:
@@ -65,7 +81,7 @@ def long_document(path: Path, n_tokens: int, lines: list[str], attention: str | 
         enc.late_chunk([text[:2000]], chunk_size=256)  # warm-up
         docs, seconds, peak = timed(lambda: enc.late_chunk([text], chunk_size=256))
         lines.append(f"| {actual:,} | {docs[0].num_windows} | {len(docs[0].chunks)} | {seconds:.2f} "
-                     f"| {peak:.1f} | {attention or enc.model.packing} | ok |")
+                     f"| {peak:.1f} | {enc.model.attention.kernel} | ok |")
     except torch.cuda.OutOfMemoryError as exc:
         lines.append(f"| {actual:,} | | | | | {attention or enc.model.packing} | CUDA out of memory: "
                      f"{str(exc).splitlines()[0][:120]} |")
@@ -77,9 +93,9 @@ def long_document(path: Path, n_tokens: int, lines: list[str], attention: str | 
 
 
 def attention_agreement(path: Path, rng: random.Random) -> float:
-    """Late-chunk one 32K-token document with the default attention and with flex attention."""
+    """Late-chunk one 32K-token document with torch's varlen kernels and with flex attention."""
     out = []
-    for attention in (None, "flex_attention"):
+    for attention in ("varlen", "flex_attention"):
         enc = DeweyEncoder.from_pretrained(path, device="cuda", attention=attention)
         text = text_of(enc, 32_768, random.Random(7))
         try:
@@ -134,14 +150,13 @@ def main() -> int:
         lines += ["", "## One long document (late chunking, 256-token chunks), dewey_en_beta size", "",
                   "| tokens | windows | chunks | seconds | peak GiB | attention | result |",
                   "| ---: | ---: | ---: | ---: | ---: | --- | --- |"]
-        for n in (32_768, 131_000):
-            long_document(dewey, n, lines)
-        clear_model_cache()
-        torch.cuda.empty_cache()
-        for n in (32_768, 131_000):
-            long_document(dewey, n, lines, attention="flex_attention")
+        for attention in [k for k, _ in kernels() if k != "sdpa"] + ["flex_attention"]:
+            for n in (32_768, 131_000):
+                long_document(dewey, n, lines, attention=attention)
+            clear_model_cache()
+            torch.cuda.empty_cache()
         lines.append("")
-        lines.append(f"flex vs default attention, 32K-token document, min chunk cosine: "
+        lines.append(f"flex vs varlen attention, 32K-token document, min chunk cosine: "
                      f"{attention_agreement(dewey, rng):.6f}")
         clear_model_cache()
         del probe

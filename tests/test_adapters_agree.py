@@ -89,3 +89,13 @@ def test_queries_embed_identically_everywhere(minilm_path):
                    DeweyEmbedding(model_name=minilm_path, device="cpu").get_query_embedding(query),
                    haystack.run(text=query)["embedding"]):
         np.testing.assert_allclose(np.asarray(vector, dtype=np.float32), expected, atol=1e-5)
+
+
+def test_one_jasper_default_id_across_the_project():
+    from haystack_dewey import DeweyImageDocumentEmbedder
+    from langchain_dewey import DEFAULT_JASPER_MODEL, JasperEmbeddings
+    from llamaindex_dewey import JasperEmbedding
+
+    assert DEFAULT_JASPER_MODEL == "NovaSearch/jasper_en_vision_language_v1"
+    assert JasperEmbeddings().model == JasperEmbedding().model_name == \
+        DeweyImageDocumentEmbedder().model == DEFAULT_JASPER_MODEL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
@@ -18,8 +19,24 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def models(minilm, minilm_path):
+    from dewey_core import DeweyEncoder
+
     bench.quiet()
-    return bench.Models(minilm, bench.load_sentence_transformer(minilm_path, minilm))
+    # A second encoder stands for the equal runtime (its own position count, same weights).
+    equal = DeweyEncoder.from_pretrained(minilm_path, device="cpu", token_budget=512)
+    return bench.Models(minilm, bench.load_sentence_transformer(minilm_path, minilm), equal)
+
+
+def test_models_load_measures_defaults_and_the_equal_runtime(minilm_path, monkeypatch,
+                                                            tmp_path_factory):
+    pytest.importorskip("openvino")
+    monkeypatch.delenv("DEWEY_BACKEND", raising=False)  # the real defaults
+    monkeypatch.setenv("DEWEY_CACHE", str(tmp_path_factory.getbasetemp() / "dewey-cache"))
+    loaded = bench.Models.load(minilm_path, device="cpu")
+    assert loaded.dewey.model.backend == "openvino" and loaded.dewey_equal.model.backend == "torch"
+    assert loaded.st.dtype == torch.float32 == loaded.dewey_equal.model.dtype
+    assert loaded.runtime("dewey") == "openvino float32, openvino attention"
+    assert loaded.runtime("dewey_equal") == "torch float32, sdpa attention"
 
 
 def test_corpora_are_deterministic_and_varied(minilm):
@@ -39,7 +56,7 @@ def test_corpora_are_deterministic_and_varied(minilm):
 def test_encoding_comparison_counts_the_same_tokens(models):
     passages = bench.mixed_passages(8, max_words=300)
     c = bench.bench_encoding(models, passages, rounds=2, batch_size=4)
-    assert [t.method for t in c.timings] == [bench.ST, bench.DEWEY]
+    assert [t.method for t in c.timings] == [bench.ST, bench.DEWEY, bench.DEWEY_EQUAL]
     tokens = bench.processed_tokens(models.dewey, passages)
     for t in c.timings:
         assert len(t.seconds) == 2 and all(s > 0 for s in t.seconds)
@@ -140,3 +157,22 @@ def test_too_many_documents_is_a_clear_error(tmp_path, minilm_path, capsys):
     assert main(["bench", "--out", str(tmp_path), "--model", minilm_path, "--parts", "late",
                  "--documents", "500"]) == 2
     assert re.search(r"only \d+ pydoc topics have 400 words", capsys.readouterr().err)
+
+
+def test_ray_report_compares_each_method_with_the_single_machine_command():
+    from dewey_core.distributed.bench import SINGLE, JobTiming, RayBench
+
+    settings = {"model": "m", "cpus": 2, "load_average": 1.0, "torch": "t", "ray": "r", "date": "d",
+                "min_words": 200, "max_words": 2000, "chunk_size": 128, "batch_docs": 8, "rounds": 2,
+                "ray_init_seconds": 3.0, "command": "dewey bench --parts ray"}
+    result = RayBench(settings, [JobTiming(SINGLE, (10.0, 14.0), 2.0, 48, 1000),
+                                 JobTiming("ray x2", (6.0, 6.0), 4.0, 48, 1000)])
+    assert result.ratio("ray x2") == pytest.approx(2.0)
+    assert result.timings[1].steady_documents_per_second == pytest.approx(24.0)
+    table = result.markdown()
+    assert "| ray x2 | 6.0 | 8.00 | 2.00x | 4.0 | 24.00 |" in table
+    assert json.loads(json.dumps(result.to_dict()))["timings"][0]["median_seconds"] == 12.0
+    # Ray is not part of the default run (it needs the ray extra), but can be asked for.
+    parser = command.add_parser(argparse.ArgumentParser().add_subparsers(), "bench")
+    assert "ray" not in parser.parse_args([]).parts
+    assert parser.parse_args(["--parts", "ray", "--ray-workers", "1,4"]).ray_workers == (1, 4)

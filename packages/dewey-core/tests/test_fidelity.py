@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerFast
 
-from dewey_core import DeweyEncoder, clear_model_cache
+from dewey_core import DeweyEncoder
 from dewey_core.encoder import _DocumentPooler
 from dewey_core.models.dewey import DOCUMENT_PROMPT, QUERY_PROMPT
 from dewey_core.pooling import POOLING_MODES, Layout, pool
@@ -125,8 +125,7 @@ def test_dewey_prompts_come_from_the_checkpoint_when_it_has_them(tmp_path):
 
 # ---------------------------------------------------------------------- loading and devices
 def test_pooling_and_default_attention_share_one_copy_of_the_weights(tmp_path):
-    clear_model_cache()
-    path = tiny_dewey(tmp_path)
+    path = tiny_dewey(tmp_path)  # a new directory: nothing of it is loaded yet
     default = DeweyEncoder.from_pretrained(path, device="cpu")
     same = DeweyEncoder.from_pretrained(path, device="cpu", pooling="cls_add_mean", attention="sdpa")
     mean = DeweyEncoder.from_pretrained(path, device="cpu", pooling="mean")

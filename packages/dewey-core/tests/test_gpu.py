@@ -1,5 +1,5 @@
-"""GPU runtime: bf16 by default, packed batches (flash-attention varlen or SDPA masks) agree
-with padded ones. Skipped without CUDA (see the root conftest.py)."""
+"""GPU runtime: bf16 by default, packed batches (torch's varlen kernels, or the flash-attn
+package where installed) agree with padded ones. Skipped without CUDA (see the root conftest.py)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,10 @@ def test_bf16_by_default_and_finite(family_path):
 
 
 def test_packed_matches_padded_bf16(family_path):
-    padded = DeweyEncoder.from_pretrained(family_path, device="cuda", packed=False)
-    packed = DeweyEncoder.from_pretrained(family_path, device="cuda", packed=True)
-    assert packed.model.packing == ("flash" if HAS_FLASH else "mask")
+    padded = DeweyEncoder.from_pretrained(family_path, device="cuda", attention="sdpa")
+    packed = DeweyEncoder.from_pretrained(family_path, device="cuda")
+    assert packed.model.packing == "flash" and packed.packed  # padding-free by default
+    assert packed.model.attention.kernel == ("flash_attention_2" if HAS_FLASH else "varlen")
     assert _min_cosine(padded.encode_documents(TEXTS), packed.encode_documents(TEXTS)) >= 0.9999
     docs = [t for t in TEXTS if t.strip()]
     for x, y in zip(padded.late_chunk(docs, chunk_size=16), packed.late_chunk(docs, chunk_size=16),
@@ -51,13 +52,28 @@ def test_packed_matches_padded_bf16(family_path):
         assert _min_cosine(x.chunk_embeddings, y.chunk_embeddings) >= 0.9999
 
 
-@pytest.mark.skipif(not HAS_FLASH, reason="flash-attn is not installed")
-def test_flash_packing_uses_varlen_kwargs(family_path):
-    enc = DeweyEncoder.from_pretrained(family_path, device="cuda")
+KERNELS = ["varlen", pytest.param("flash_attention_2", marks=pytest.mark.skipif(
+    not HAS_FLASH, reason="flash-attn is not installed"))]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_varlen_kernels_match_sdpa(family_path, kernel):
+    enc = DeweyEncoder.from_pretrained(family_path, device="cuda", attention=kernel)
     assert enc.model.packing == "flash" and enc.packed
-    assert enc.model.backbone.config._attn_implementation == "flash_attention_2"
-    sdpa_like = DeweyEncoder.from_pretrained(family_path, device="cuda", packed=False)
-    assert _min_cosine(enc.encode_queries(TEXTS), sdpa_like.encode_queries(TEXTS)) >= 0.9999
+    assert enc.model.backbone.config._attn_implementation == kernel
+    sdpa = DeweyEncoder.from_pretrained(family_path, device="cuda", attention="sdpa")
+    assert _min_cosine(enc.encode_queries(TEXTS), sdpa.encode_queries(TEXTS)) >= 0.9999
+    padded = DeweyEncoder.from_pretrained(family_path, device="cuda", attention=kernel, packed=False)
+    assert _min_cosine(padded.encode_queries(TEXTS), sdpa.encode_queries(TEXTS)) >= 0.9999
+
+
+def test_causal_decoder_and_roberta_on_varlen(tmp_path):
+    from dewey_core.testing import tiny_encoder
+
+    for path in (tiny_encoder(tmp_path, "qwen2"), tiny_encoder(tmp_path / "r", "roberta")):
+        packed = DeweyEncoder.from_pretrained(path, device="cuda", attention="varlen")
+        sdpa = DeweyEncoder.from_pretrained(path, device="cuda", attention="sdpa")
+        assert _min_cosine(packed.encode_documents(TEXTS), sdpa.encode_documents(TEXTS)) >= 0.9999
 
 
 def test_jasper_images_packed_match_padded_on_gpu(tmp_path):

@@ -61,7 +61,8 @@ def test_max_length_beyond_the_model_is_refused(minilm_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"max_length": 2}, r"max_length must be in \[3, 256\] for this model \(it adds 2 special tokens\)"),
     ({"token_budget": 0}, "token_budget must be a positive int"),
-    ({"pooling": "cls"}, "unknown model option.* pooling for sentence-transformers models.*supported: none"),
+    ({"pooling": "cls"},
+     "unknown model option.* pooling for sentence-transformers models.*supported: attention"),
     ({"bogus": [1]}, "unknown model option.* bogus"),
 ])
 def test_bad_settings_are_named(minilm_path, kwargs, message):
@@ -89,3 +90,25 @@ def test_directory_that_is_not_a_model(tmp_path):
 def test_unknown_dtype_is_refused(minilm_path):
     with pytest.raises(ValueError, match="unknown dtype"):
         DeweyEncoder.from_pretrained(minilm_path, device="cpu", dtype="float13")
+
+
+def _hub_cache_with(model_dir: str, cache: Path, repo: str) -> None:
+    """A Hugging Face cache directory holding ``model_dir`` as ``repo`` at revision main."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / ("0" * 40)
+    shutil.copytree(model_dir, snapshot)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text("0" * 40)
+
+
+def test_hub_options_locate_a_model_in_another_cache(minilm_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "default-cache"))
+    _hub_cache_with(minilm_path, tmp_path / "mine", "acme/minilm")
+    found = resolve_model_dir("acme/minilm", cache_dir=tmp_path / "mine", local_files_only=True)
+    assert (found / "config.json").is_file()
+    enc = DeweyEncoder.from_pretrained("acme/minilm", device="cpu", cache_dir=tmp_path / "mine",
+                                       local_files_only=True, token=False)
+    assert enc.dimension == 384
+    with pytest.raises(ModelNotFoundError, match=r"acme/minilm.*downloads are off \(local_files_only=True\)"):
+        resolve_model_dir("acme/minilm", local_files_only=True)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dewey_core import fuse, rank_chunks, rank_documents
+from dewey_core import (
+    cosine_from_scores,
+    fuse,
+    rank_chunk_scores,
+    rank_chunks,
+    rank_document_scores,
+    rank_documents,
+)
 from dewey_core.batching import plan_batches
 from dewey_core.tokenization import TokenizedText
 from dewey_core.windowing import WindowPolicy, plan_windows
@@ -103,3 +110,37 @@ def test_scoring_refuses_what_it_would_otherwise_get_wrong():
         fuse(np.ones(3), np.ones(2), 0.0)
     with pytest.raises(TypeError, match="fusion weight must be a number"):
         fuse(np.ones(2), np.ones(2), "0.5")
+
+
+def test_store_scores_convert_to_the_cosine_of_unit_vectors():
+    rng = np.random.default_rng(0)
+    q, x = unit(rng.normal(size=(1, 16)))[0], unit(rng.normal(size=(5, 16)))
+    cosine = x @ q
+    squared = np.sum((x - q) ** 2, axis=1)
+    for kind, reported in (("similarity", cosine), ("cosine_distance", 1 - cosine),
+                           ("l2", np.sqrt(squared)), ("squared_l2", squared)):
+        np.testing.assert_allclose(cosine_from_scores(reported, kind), cosine, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown score kind 'manhattan'"):
+        cosine_from_scores([1.0], "manhattan")
+
+
+def test_ranking_from_scores_equals_ranking_from_vectors():
+    rng = np.random.default_rng(1)
+    query, chunks, globals_ = unit(rng.normal(size=16)), unit(rng.normal(size=(9, 16))), \
+        unit(rng.normal(size=(9, 16)))
+    docs = ["a", "a", "b", "b", "b", "c", "d", "d", "e"]
+    for by_vectors, by_scores in ((rank_chunks, rank_chunk_scores), (rank_documents, rank_document_scores)):
+        expected = by_vectors(query, chunks, docs, globals_, top_k=4, fusion_weight=0.3)
+        got = by_scores(chunks @ query, docs, globals_ @ query, top_k=4, fusion_weight=0.3)
+        assert [(h.doc_id, round(h.score, 5)) for h in got] == \
+            [(h.doc_id, round(h.score, 5)) for h in expected]
+
+
+def test_a_chunk_with_an_unknown_global_score_ranks_by_its_own_score():
+    hits = rank_chunk_scores([0.5, 0.4, 0.3], ["a", "b", "c"], [None, 0.9, np.nan], top_k=3,
+                             fusion_weight=0.5)
+    assert [(h.doc_id, h.global_score) for h in hits] == [("b", pytest.approx(0.9)), ("a", None),
+                                                          ("c", None)]
+    assert hits[1].score == pytest.approx(0.5) and hits[0].score == pytest.approx(0.65)
+    with pytest.raises(ValueError, match="2 doc_ids for 3 chunk scores"):
+        rank_chunk_scores([0.5, 0.4, 0.3], ["a", "b"])

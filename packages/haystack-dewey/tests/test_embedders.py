@@ -20,9 +20,9 @@ def count_loads(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = common_module.load_encoder
 
-    def recording(model, *args):
+    def recording(model, *args, **kwargs):
         calls.append(model)
-        return real(model, *args)
+        return real(model, *args, **kwargs)
 
     monkeypatch.setattr(common_module, "load_encoder", recording)
     return calls
@@ -37,7 +37,7 @@ class TestDeweyTextEmbedder:
         assert (embedder.dtype, embedder.max_length, embedder.token_budget) == (None, None, None)
         assert embedder.model_options is None
         assert (embedder.prefix, embedder.suffix, embedder.prompt, embedder.dim) == ("", "", None, None)
-        assert embedder.progress_bar is False
+        assert embedder.progress_bar is True  # as SentenceTransformersTextEmbedder
         assert embedder._encoder is None  # nothing loaded before warm_up
 
     def test_init_with_parameters(self):
@@ -66,11 +66,17 @@ class TestDeweyTextEmbedder:
                 "token_budget": None,
                 "batch_size": None,
                 "model_options": None,
+                "model_kwargs": None,
+                "token": {"type": "env_var", "env_vars": ["HF_API_TOKEN", "HF_TOKEN"], "strict": False},
+                "local_files_only": False,
+                "trust_remote_code": False,
+                "api_base_url": None,
+                "api_key": None,
                 "prefix": "",
                 "suffix": "",
                 "prompt": None,
                 "dim": None,
-                "progress_bar": False,
+                "progress_bar": True,
             },
         }
 
@@ -88,6 +94,12 @@ class TestDeweyTextEmbedder:
                 "token_budget": 1024,
                 "batch_size": None,
                 "model_options": {"pooling": "cls"},
+                "model_kwargs": None,
+                "token": {"type": "env_var", "env_vars": ["HF_API_TOKEN", "HF_TOKEN"], "strict": False},
+                "local_files_only": False,
+                "trust_remote_code": False,
+                "api_base_url": None,
+                "api_key": None,
                 "prefix": "p",
                 "suffix": "s",
                 "prompt": "Query: ",
@@ -101,8 +113,11 @@ class TestDeweyTextEmbedder:
             "type": "haystack_dewey.embedders.DeweyTextEmbedder",
             "init_parameters": {"model": "m", "device": {"type": "single", "device": "cpu"},
                                 "dtype": "float32", "max_length": 64, "token_budget": 256, "batch_size": 8,
-                                "model_options": None, "prefix": "p", "suffix": "s", "prompt": "",
-                                "dim": 16, "progress_bar": True},
+                                "model_options": None, "model_kwargs": {"torch_dtype": "float32"},
+                                "token": {"type": "env_var", "env_vars": ["MY_TOKEN"], "strict": False},
+                                "local_files_only": True, "trust_remote_code": False,
+                                "api_base_url": None, "api_key": None,
+                                "prefix": "p", "suffix": "s", "prompt": "", "dim": 16, "progress_bar": True},
         }
         embedder = DeweyTextEmbedder.from_dict(data)
         assert embedder.model == "m" and embedder.device == CPU
@@ -195,6 +210,12 @@ class TestDeweyDocumentEmbedder:
                 "token_budget": None,
                 "batch_size": None,
                 "model_options": None,
+                "model_kwargs": None,
+                "token": {"type": "env_var", "env_vars": ["HF_API_TOKEN", "HF_TOKEN"], "strict": False},
+                "local_files_only": False,
+                "trust_remote_code": False,
+                "api_base_url": None,
+                "api_key": None,
                 "prefix": "",
                 "suffix": "",
                 "prompt": None,
@@ -273,3 +294,34 @@ def test_batch_size_reaches_the_encoder_and_keeps_results(minilm_path):
     a = np.array([d.embedding for d in capped.run(docs)["documents"]])
     b = np.array([d.embedding for d in plain.run(docs)["documents"]])
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_sentence_transformers_settings_are_accepted(minilm_path, minilm, monkeypatch):
+    """What a SentenceTransformers embedder is configured with works here too."""
+    from haystack.utils import Secret
+
+    monkeypatch.setenv("MY_HF_TOKEN", "hf_secret")
+    hub = {}
+    real = common_module.load_encoder
+    monkeypatch.setattr(common_module, "load_encoder",
+                        lambda model, *a, **kw: hub.update(kw) or real(model, *a, **kw))
+    embedder = DeweyTextEmbedder(model=minilm_path, device="cpu", token=Secret.from_env_var("MY_HF_TOKEN"),
+                                 local_files_only=True, model_kwargs={"torch_dtype": "float32"},
+                                 truncate_dim=64, normalize_embeddings=True, progress_bar=False)
+    vector = embedder.run("spice")["embedding"]
+    assert len(vector) == 64 and hub == {"token": "hf_secret", "local_files_only": True}
+    np.testing.assert_allclose(vector, minilm.encode_queries(["spice"], dim=64)[0], atol=1e-5)
+    assert embedder.to_dict()["init_parameters"]["token"] == {"type": "env_var", "env_vars": ["MY_HF_TOKEN"],
+                                                              "strict": True}
+    documents = DeweyDocumentEmbedder(model=minilm_path, device="cpu", truncate_dim=32, progress_bar=False)
+    assert len(documents.run([Document(content="x")])["documents"][0].embedding) == 32
+
+
+@pytest.mark.parametrize("component", [DeweyTextEmbedder, DeweyDocumentEmbedder])
+def test_what_sentence_transformers_would_do_differently_is_refused(component):
+    with pytest.raises(ValueError, match="normalize_embeddings=False is not supported"):
+        component(normalize_embeddings=False)
+    with pytest.raises(ValueError, match=r"model_kwargs: unsupported key.*quantization_config"):
+        component(model_kwargs={"quantization_config": {}})
+    with pytest.raises(TypeError, match="token must be a haystack Secret"):
+        component(token="hf_plain_string")

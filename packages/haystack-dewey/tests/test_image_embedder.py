@@ -50,7 +50,7 @@ def test_init_defaults():
     embedder = DeweyImageDocumentEmbedder()
     assert embedder.file_path_meta_field == "file_path"
     assert embedder.root_path is None
-    assert embedder.model == "infgrad/jasper_en_vision_language_v1"
+    assert embedder.model == "NovaSearch/jasper_en_vision_language_v1"
     assert embedder.device == ComponentDevice.resolve_device(None)
     assert (embedder.dtype, embedder.max_length, embedder.token_budget, embedder.model_options) == \
         (None, None, None, None)
@@ -74,13 +74,19 @@ def test_to_dict():
         "init_parameters": {
             "file_path_meta_field": "file_path",
             "root_path": "images",
-            "model": "infgrad/jasper_en_vision_language_v1",
+            "model": "NovaSearch/jasper_en_vision_language_v1",
             "device": {"type": "single", "device": "cpu"},
             "dtype": None,
             "max_length": None,
             "token_budget": None,
             "batch_size": None,
             "model_options": None,
+            "model_kwargs": None,
+            "token": {"type": "env_var", "env_vars": ["HF_API_TOKEN", "HF_TOKEN"], "strict": False},
+            "local_files_only": False,
+            "trust_remote_code": False,
+            "api_base_url": None,
+            "api_key": None,
             "dim": None,
             "progress_bar": True,
         },
@@ -101,7 +107,7 @@ def test_warm_up_loads_once(jasper_path, image_dir, monkeypatch):
     calls = []
     real = common_module.load_encoder
     monkeypatch.setattr(common_module, "load_encoder",
-                        lambda model, *args: calls.append(model) or real(model, *args))
+                        lambda model, *args, **kw: calls.append(model) or real(model, *args, **kw))
     embedder = DeweyImageDocumentEmbedder(model=jasper_path, root_path=str(image_dir), device="cpu",
                                           progress_bar=False)
     embedder.warm_up()
@@ -154,8 +160,24 @@ def test_bad_image_sources_are_named(jasper_path, image_dir):
         embedder.run([missing])
     with pytest.raises(ValueError, match="is a PDF; convert its pages to images"):
         embedder.run([Document(meta={"file_path": "report.pdf"})])
-    with pytest.raises(ValueError, match=r"no meta\['file_path'\] and no image blob"):
+    with pytest.raises(ValueError, match=r"no meta\['file_path'\] and no blob"):
         embedder.run([Document(content="text only")])
+    with pytest.raises(ValueError, match=r"no meta\['file_path'\] and a text/plain blob"):
+        embedder.run([Document(blob=ByteStream(b"hello", mime_type="text/plain"))])
+    broken = Document(blob=ByteStream(b"not an image at all"))
+    with pytest.raises(ValueError, match=rf"Document {broken.id}: its blob \(19 bytes\) is not a readable"):
+        embedder.run([Document(blob=ByteStream(png_bytes("red"))), broken])
+    (image_dir / "broken.png").write_bytes(b"\x89PNG truncated")
+    bad_file = Document(meta={"file_path": "broken.png"})
+    with pytest.raises(ValueError, match=rf"Document {bad_file.id}: .*broken.png is not a readable image"):
+        embedder.run([bad_file])
+
+
+def test_a_blob_without_mime_type_is_read_as_an_image(jasper_path, jasper):
+    embedder = DeweyImageDocumentEmbedder(model=jasper_path, device="cpu", progress_bar=False)
+    data = png_bytes("blue")
+    out = embedder.run([Document(blob=ByteStream(data))])["documents"]
+    np.testing.assert_allclose(out[0].embedding, jasper.encode_images([data])[0], atol=1e-5)
 
 
 def test_text_only_model_is_refused(minilm_path):

@@ -10,7 +10,7 @@ from haystack import Document, Pipeline
 from haystack.components.writers import DocumentWriter
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-from haystack_dewey import GLOBAL_EMBEDDING_FIELD, DeweyLateChunker, DeweyRetriever, DeweyTextEmbedder
+from haystack_dewey import SOURCE_ID_FIELD, DeweyLateChunker, DeweyRetriever, DeweyTextEmbedder
 
 # Haystack loads only allow-listed modules from YAML; third-party components are opted in per call.
 TRUSTED = ["haystack_dewey"]
@@ -28,59 +28,67 @@ QUESTIONS = {
 }
 
 
-def indexing_pipeline(model: str, store: InMemoryDocumentStore) -> Pipeline:
+def indexing_pipeline(model: str, store: InMemoryDocumentStore, sources: InMemoryDocumentStore) -> Pipeline:
     pipeline = Pipeline()
     pipeline.add_component("chunker", DeweyLateChunker(model=model, device="cpu", chunk_size=128,
                                                        progress_bar=False))
     pipeline.add_component("writer", DocumentWriter(document_store=store))
+    pipeline.add_component("source_writer", DocumentWriter(document_store=sources))
     pipeline.connect("chunker.documents", "writer.documents")
+    pipeline.connect("chunker.sources", "source_writer.documents")
     return pipeline
 
 
-def query_pipeline(model: str, store: InMemoryDocumentStore) -> Pipeline:
+def query_pipeline(model: str, store: InMemoryDocumentStore, sources: InMemoryDocumentStore) -> Pipeline:
     pipeline = Pipeline()
-    pipeline.add_component("embedder", DeweyTextEmbedder(model=model, device="cpu"))
-    pipeline.add_component("retriever", DeweyRetriever(store, top_k=3))
+    pipeline.add_component("embedder", DeweyTextEmbedder(model=model, device="cpu", progress_bar=False))
+    pipeline.add_component("retriever", DeweyRetriever(store, source_store=sources, top_k=3))
     pipeline.connect("embedder.embedding", "retriever.query_embedding")
     return pipeline
 
 
 @pytest.fixture(scope="module")
-def indexed(minilm_path, pydoc_topics) -> tuple[InMemoryDocumentStore, dict]:
+def indexed(minilm_path, pydoc_topics) -> tuple[InMemoryDocumentStore, InMemoryDocumentStore, dict]:
     """Index through the *reloaded* indexing pipeline: it must still run after dumps/loads."""
     store = InMemoryDocumentStore(index=f"dewey-pipeline-{uuid.uuid4()}")
-    original = indexing_pipeline(minilm_path, store)
+    sources = InMemoryDocumentStore(index=f"dewey-pipeline-sources-{uuid.uuid4()}")
+    original = indexing_pipeline(minilm_path, store, sources)
     loaded = Pipeline.loads(original.dumps(), allowed_modules=TRUSTED)
     assert loaded.dumps() == original.dumps()
     docs = [Document(content=pydoc_topics[name], meta={"topic": name}) for name in TOPICS]
     result = loaded.run({"chunker": {"documents": docs}})
-    return store, result
+    return store, sources, result
 
 
 def test_loading_needs_the_package_on_the_allowlist(minilm_path):
     from haystack.core.errors import DeserializationError
 
-    yaml = query_pipeline(minilm_path, InMemoryDocumentStore()).dumps()
+    yaml = query_pipeline(minilm_path, InMemoryDocumentStore(), InMemoryDocumentStore()).dumps()
     with pytest.raises(DeserializationError, match="allowed_modules"):
         Pipeline.loads(yaml)
 
 
 def test_indexing_pipeline_writes_late_chunks(indexed):
-    store, result = indexed
+    store, sources, result = indexed
     chunks = store.filter_documents()
-    assert result == {"writer": {"documents_written": len(chunks)}}
+    assert result == {"writer": {"documents_written": len(chunks)},
+                      "source_writer": {"documents_written": len(TOPICS)}}
     assert len(chunks) > 3 * len(TOPICS)
     assert {c.meta["topic"] for c in chunks} == set(TOPICS)
     for chunk in chunks:
         assert {"source_id", "split_id", "split_idx_start", "page_number"} <= chunk.meta.keys()
-        assert len(chunk.embedding) == len(chunk.meta[GLOBAL_EMBEDDING_FIELD]) == 384
+        assert len(chunk.embedding) == 384
+        assert not any(isinstance(v, list) and len(v) > 8 for v in chunk.meta.values())
+    by_source = {s.meta[SOURCE_ID_FIELD]: s for s in sources.filter_documents()}
+    assert set(by_source) == {c.meta["source_id"] for c in chunks}
+    assert all(len(s.embedding) == 384 for s in by_source.values())
 
 
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_query_pipeline_returns_the_expected_passages(indexed, minilm_path, question):
-    store, _ = indexed
+    store, sources, _ = indexed
     topic, phrase = QUESTIONS[question]
-    original = query_pipeline(minilm_path, store)
+    original = query_pipeline(minilm_path, store, sources)
     loaded = Pipeline.loads(original.dumps(), allowed_modules=TRUSTED)
     assert loaded.dumps() == original.dumps()
     results = [p.run({"embedder": {"text": question}})["retriever"]["documents"] for p in (original, loaded)]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 from llama_index.core import Document
 from llama_index.core.ingestion import IngestionPipeline
 
-from dewey_core import DeweyEncoder
 from llamaindex_dewey import DeweyNodeParser
 
 CHUNK_SIZE = 64
@@ -54,17 +51,3 @@ def pipeline_nodes(pipeline_parser, topic_texts):
     docs = [Document(text=t, id_=f"pydoc-{n}", metadata={"topic": n}) for n, t in topic_texts.items()]
     return IngestionPipeline(transformations=[parser]).run(documents=docs)
 
-
-@pytest.fixture
-def model_calls(monkeypatch) -> Counter:
-    """Counts every call into the model through DeweyEncoder's public encoding methods."""
-    calls: Counter = Counter()
-    for name in ("encode_queries", "encode_documents", "late_chunk"):
-        original = getattr(DeweyEncoder, name)
-
-        def counted(self, *args, _original=original, _name=name, **kwargs):
-            calls[_name] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DeweyEncoder, name, counted)
-    return calls

@@ -111,13 +111,14 @@ def test_serialises_like_llamaindex_embeddings(minilm_path):
     assert data["class_name"] == "DeweyEmbedding"
     assert DeweyEmbedding.from_dict(data).to_dict() == data
     assert DeweyEmbedding.from_json(embed.to_json()).to_dict() == data
-    assert embed.to_payload()["model_name"] == minilm_path
+    if hasattr(embed, "to_payload"):  # what instrumentation records (llama-index-core 0.14.2x on)
+        assert embed.to_payload()["model_name"] == minilm_path
 
 
 def test_jasper_is_a_multimodal_embedding(minilm_path):
     jasper = JasperEmbedding(model_name=minilm_path, device="cpu")
     assert isinstance(jasper, MultiModalEmbedding)
-    assert JasperEmbedding().model_name == "infgrad/jasper_en_vision_language_v1"
+    assert JasperEmbedding().model_name == "NovaSearch/jasper_en_vision_language_v1"
     assert DeweyEmbedding().model_name == "infgrad/dewey_en_beta"
     with pytest.raises(ValueError, match="does not embed images; use a Jasper checkpoint"):
         jasper.get_image_embedding("photo.png")

@@ -6,11 +6,13 @@ import asyncio
 
 import numpy as np
 import pytest
-from llama_index.core import VectorStoreIndex
+from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.schema import QueryBundle, TextNode
+from llama_index.core.storage.docstore import SimpleDocumentStore
+from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQueryResult
 
 from dewey_core import rank_chunks
-from llamaindex_dewey import GLOBAL_EMBEDDING_KEY, DeweyEmbedding, DeweyRetriever
+from llamaindex_dewey import DeweyEmbedding, DeweyRetriever, get_global_vectors
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +27,14 @@ def query_bundles(embed, questions) -> dict[str, QueryBundle]:
 
 
 @pytest.fixture(scope="module")
-def index(pipeline_nodes, embed) -> VectorStoreIndex:
-    return VectorStoreIndex(pipeline_nodes, embed_model=embed)
+def index(pipeline_nodes, pipeline_parser, embed) -> VectorStoreIndex:
+    storage = StorageContext.from_defaults(docstore=pipeline_parser.docstore)
+    return VectorStoreIndex(pipeline_nodes, storage_context=storage, embed_model=embed)
+
+
+@pytest.fixture(scope="module")
+def docstore(pipeline_parser):
+    return pipeline_parser.docstore
 
 
 def test_index_makes_no_embedding_call_for_parsed_nodes(pipeline_nodes, embed, model_calls):
@@ -47,10 +55,11 @@ def test_index_queries_return_the_expected_passages(index, questions, model_call
     assert model_calls == {"encode_queries": len(questions)}
 
 
-def test_retriever_over_nodes_equals_rank_chunks(pipeline_nodes, embed, questions, query_bundles):
-    retriever = DeweyRetriever(embed, nodes=pipeline_nodes, similarity_top_k=4)
+def test_retriever_over_nodes_equals_rank_chunks(pipeline_nodes, embed, docstore, questions, query_bundles):
+    retriever = DeweyRetriever(embed, nodes=pipeline_nodes, docstore=docstore, similarity_top_k=4)
     vectors = np.asarray([n.embedding for n in pipeline_nodes], dtype=np.float32)
-    globals_ = np.asarray([n.metadata[GLOBAL_EMBEDDING_KEY] for n in pipeline_nodes], dtype=np.float32)
+    stored = get_global_vectors(docstore, [n.ref_doc_id for n in pipeline_nodes])
+    globals_ = np.asarray([stored[n.ref_doc_id] for n in pipeline_nodes], dtype=np.float32)
     doc_ids = [n.ref_doc_id for n in pipeline_nodes]
     for question, topic in questions.items():
         bundle = query_bundles[question]
@@ -61,9 +70,9 @@ def test_retriever_over_nodes_equals_rank_chunks(pipeline_nodes, embed, question
         assert hits[0].node.ref_doc_id == f"pydoc-{topic}", question
 
 
-def test_retriever_over_index_fuses_candidate_scores(index, pipeline_nodes, embed, questions,
+def test_retriever_over_index_fuses_candidate_scores(index, pipeline_nodes, embed, docstore, questions,
                                                       query_bundles, model_calls):
-    exact = DeweyRetriever(embed, nodes=pipeline_nodes, similarity_top_k=3)
+    exact = DeweyRetriever(embed, nodes=pipeline_nodes, docstore=docstore, similarity_top_k=3)
     # With every node as a candidate, re-scoring the index's hits is the exact ranking.
     via_index = DeweyRetriever(index=index, similarity_top_k=3, candidate_top_k=len(pipeline_nodes))
     assert via_index.embed_model is embed
@@ -85,8 +94,8 @@ def test_fusion_weight_zero_is_plain_chunk_ranking(index, pipeline_nodes, embed)
     assert np.allclose([h.score for h in hits], [h.score for h in plain], atol=1e-5)
 
 
-def test_async_retrieval_matches_sync(index, pipeline_nodes, embed):
-    for retriever in (DeweyRetriever(embed, nodes=pipeline_nodes, similarity_top_k=3),
+def test_async_retrieval_matches_sync(index, pipeline_nodes, embed, docstore):
+    for retriever in (DeweyRetriever(embed, nodes=pipeline_nodes, docstore=docstore, similarity_top_k=3),
                       DeweyRetriever(index=index, similarity_top_k=3)):
         sync = retriever.retrieve("What is an anonymous function?")
         result = asyncio.run(retriever.aretrieve("What is an anonymous function?"))
@@ -98,7 +107,8 @@ def test_nodes_without_global_embedding_rank_by_chunk_score(embed):
     vectors = embed.get_text_embedding_batch(texts)
     nodes = [TextNode(text=t, id_=f"n{i}", embedding=v)
              for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
-    hits = DeweyRetriever(embed, nodes=nodes, similarity_top_k=2).retrieve("expensive spice")
+    hits = DeweyRetriever(embed, nodes=nodes, docstore=SimpleDocumentStore(),
+                          similarity_top_k=2).retrieve("expensive spice")
     query = np.asarray(embed.get_query_embedding("expensive spice"))
     assert hits[0].node.node_id == "n0"
     assert np.isclose(hits[0].score, float(query @ np.asarray(vectors[0])), atol=1e-5)
@@ -137,3 +147,60 @@ def test_a_query_of_another_size_is_named(pipeline_nodes, index, minilm_path):
         DeweyRetriever(small, nodes=pipeline_nodes).retrieve("lambda")
     with pytest.raises(ValueError, match="dimension mismatch"):
         DeweyRetriever(small, index=index).retrieve("lambda")
+
+
+def test_filters_doc_ids_and_store_options_pass_through(index, pipeline_nodes, monkeypatch):
+    from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+
+    only_while = MetadataFilters(filters=[MetadataFilter(key="topic", value="while")])
+    hits = DeweyRetriever(index=index, filters=only_while, similarity_top_k=3).retrieve("exit a loop")
+    assert hits and {h.node.metadata["topic"] for h in hits} == {"while"}
+    some = [n.node_id for n in pipeline_nodes[:5]]
+    hits = DeweyRetriever(index=index, node_ids=some, similarity_top_k=8).retrieve("loop")
+    assert sorted(h.node.node_id for h in hits) == sorted(some)
+    asked = []
+    store_class = type(index.vector_store)
+    query = store_class.query
+
+    def spy(self, q, **kwargs):
+        asked.append((q.doc_ids, kwargs))
+        return query(self, q, **kwargs)
+
+    monkeypatch.setattr(store_class, "query", spy)
+    DeweyRetriever(index=index, doc_ids=["pydoc-del"], vector_store_kwargs={"hint": 1}).retrieve("loop")
+    assert asked == [(["pydoc-del"], {"hint": 1})]
+
+
+def test_no_docstore_means_no_fusion_and_says_so(pipeline_nodes, embed):
+    with pytest.warns(UserWarning, match="has no docstore.*fusion_weight has no effect"):
+        DeweyRetriever(embed, nodes=pipeline_nodes)
+    with pytest.warns(UserWarning, match="none of the candidate nodes' documents has a global embedding"):
+        DeweyRetriever(embed, nodes=pipeline_nodes, docstore=SimpleDocumentStore()).retrieve("loops")
+
+
+class Elsewhere(BasePydanticVectorStore):
+    """A vector store this package does not know."""
+
+    stores_text: bool = True
+
+    @property
+    def client(self):
+        return None
+
+    def add(self, nodes, **kwargs):
+        return [n.node_id for n in nodes]
+
+    def delete(self, ref_doc_id, **kwargs):
+        pass
+
+    def query(self, query, **kwargs):
+        return VectorStoreQueryResult(nodes=[], similarities=[], ids=[])
+
+
+def test_an_unknown_store_is_refused_unless_its_scores_are_named(embed):
+    from llamaindex_dewey import UnsupportedStoreError
+
+    other = VectorStoreIndex.from_vector_store(Elsewhere(), embed_model=embed)
+    with pytest.raises(UnsupportedStoreError, match=r"similarities of .*Elsewhere into cosine"):
+        DeweyRetriever(index=other)
+    assert DeweyRetriever(index=other, score_kind="similarity").retrieve("anything") == []

@@ -18,7 +18,7 @@ from llama_index.core.node_parser.node_utils import build_nodes_from_splits
 from llama_index.core.schema import MetadataMode, NodeRelationship, TextNode
 from llama_index.core.storage.docstore import SimpleDocumentStore
 
-from llamaindex_dewey import GLOBAL_EMBEDDING_KEY, DeweyNodeParser
+from llamaindex_dewey import DeweyNodeParser, get_global_vectors
 
 
 def stable_id(i: int, doc) -> str:
@@ -44,8 +44,9 @@ def test_pipeline_nodes_carry_dewey_core_late_chunk_vectors(pipeline_nodes, pipe
         assert [n.text for n in nodes] == [c.text for c in doc.chunks]
         for node, chunk in zip(nodes, doc.chunks, strict=True):
             assert close(node.embedding, chunk.embedding)
-            assert close(node.metadata[GLOBAL_EMBEDDING_KEY], doc.global_embedding)
             assert topic_texts[name][node.start_char_idx:node.end_char_idx] == node.text
+        [stored] = get_global_vectors(pipeline_parser.docstore, [f"pydoc-{name}"]).values()
+        assert close(stored, doc.global_embedding)
 
 
 def test_wrapped_sentence_splitter_keeps_its_nodes_and_gets_span_vectors(minilm_path, minilm, topic_texts):
@@ -96,21 +97,20 @@ def test_golden_node_fields(minilm_path):
         ("doc-1:3", "by hand.", 86, 94),
     ]
     for i, node in enumerate(nodes):
-        assert node.metadata.keys() == {"title", GLOBAL_EMBEDDING_KEY}
-        assert node.excluded_embed_metadata_keys == [GLOBAL_EMBEDDING_KEY]
-        assert node.excluded_llm_metadata_keys == ["title", GLOBAL_EMBEDDING_KEY]
+        assert node.metadata == {"title": "Ardenvale"}  # no vector in metadata
+        assert node.excluded_embed_metadata_keys == []
+        assert node.excluded_llm_metadata_keys == ["title"]
         assert node.source_node.node_id == "doc-1"
         assert node.source_node.metadata == {"title": "Ardenvale"}
         prev, nxt = node.prev_node, node.next_node
         assert (prev.node_id if prev else None) == (f"doc-1:{i - 1}" if i else None)
         assert (nxt.node_id if nxt else None) == (f"doc-1:{i + 1}" if i < 3 else None)
-        for info in (prev, nxt):  # neighbour infos never copy the vector
-            assert info is None or GLOBAL_EMBEDDING_KEY not in info.metadata
         # Embed/LLM strings: the vector never shows; the embedding itself is of the text alone.
         assert node.get_content(MetadataMode.EMBED) == f"title: Ardenvale\n\n{node.text.strip()}"
         assert node.get_content(MetadataMode.LLM) == node.text
         assert len(node.embedding) == 384
-    assert nodes[0].metadata[GLOBAL_EMBEDDING_KEY] == nodes[3].metadata[GLOBAL_EMBEDDING_KEY]
+    assert list(get_global_vectors(parser.docstore, ["doc-1", "doc-2"])) == ["doc-1"]
+    assert parser.docstore.docs == {}  # kept beside the docstore's nodes, not among them
     # The document itself is left untouched.
     assert doc.metadata == {"title": "Ardenvale"} and doc.embedding is None
 
@@ -122,8 +122,8 @@ def test_metadata_does_not_change_the_vectors(minilm_path):
     assert all(close(a.embedding, b.embedding) for a, b in zip(plain, tagged, strict=True))
 
 
-def test_options_no_global_key_and_no_relationships(minilm_path):
-    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", chunk_size=8, global_embedding_key=None,
+def test_options_no_metadata_and_no_relationships(minilm_path):
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", chunk_size=8,
                              include_prev_next_rel=False, include_metadata=False)
     nodes = parser.get_nodes_from_documents([Document(text=GOLDEN_TEXT, metadata={"title": "A"})])
     assert len(nodes) == 4
@@ -148,7 +148,7 @@ def test_text_node_input_and_dim(minilm_path, minilm):
     expected = minilm.late_chunk([GOLDEN_TEXT], chunk_size=8, dim=64)[0]
     assert [n.source_node.node_id for n in nodes] == ["n1"] * len(expected.chunks)
     assert all(close(n.embedding, c.embedding) for n, c in zip(nodes, expected.chunks, strict=True))
-    assert len(nodes[0].metadata[GLOBAL_EMBEDDING_KEY]) == 64
+    assert len(get_global_vectors(parser.docstore, ["n1"])["n1"]) == 64
 
 
 def test_async_parse_matches_sync(minilm_path):
@@ -351,7 +351,8 @@ def test_dewey_family_checkpoint_through_parser_and_embedding(tiny_dewey):
     expected = encoder.late_chunk([GOLDEN_TEXT], chunk_size=8)[0]
     assert [(n.start_char_idx, n.end_char_idx) for n in nodes] == [(c.start, c.end) for c in expected.chunks]
     assert all(close(n.embedding, c.embedding) for n, c in zip(nodes, expected.chunks, strict=True))
-    assert close(nodes[0].metadata[GLOBAL_EMBEDDING_KEY], expected.global_embedding)
+    assert close(get_global_vectors(parser.docstore, [nodes[0].ref_doc_id])[nodes[0].ref_doc_id],
+                 expected.global_embedding)
     embed = DeweyEmbedding(model_name=tiny_dewey, device="cpu")
     # The family's own instruction prompts apply to queries and documents.
     assert close(embed.get_query_embedding("spice"), encoder.encode_queries(["spice"])[0])
@@ -367,3 +368,47 @@ def test_own_chunker_settings_do_not_matter_with_a_wrapped_splitter(minilm_path,
     nodes = parser.get_nodes_from_documents([Document(text=topic_texts["del"], id_="d")])
     assert [n.text for n in nodes] == [n.text for n in splitter.get_nodes_from_documents(
         [Document(text=topic_texts["del"], id_="d")])]
+
+
+def test_a_wrapped_splitter_keeps_its_own_metadata_and_relationship_choices(minilm_path, topic_texts):
+    splitter = SentenceSplitter(chunk_size=64, chunk_overlap=0, include_metadata=False,
+                                include_prev_next_rel=False)
+    doc = Document(text=topic_texts["del"], id_="d", metadata={"topic": "del"})
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", splitter=splitter)
+    nodes = parser.get_nodes_from_documents([doc])
+    plain = splitter.get_nodes_from_documents([doc])
+    assert len(nodes) == len(plain) > 1
+    for node, own in zip(nodes, plain, strict=True):
+        assert node.metadata == own.metadata == {}
+        assert set(node.relationships) == set(own.relationships) == {NodeRelationship.SOURCE}
+
+
+def test_hierarchical_node_parser_every_level_in_its_document_s_context(minilm_path, minilm, topic_texts):
+    from llama_index.core.node_parser import HierarchicalNodeParser, get_leaf_nodes
+
+    splitter = HierarchicalNodeParser.from_defaults(chunk_sizes=[256, 64])
+    text = topic_texts["while"] + "\n\n" + topic_texts["del"]  # several top-level chunks
+    doc = Document(text=text, id_="d")
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", splitter=splitter)
+    nodes = parser.get_nodes_from_documents([doc])
+    plain = splitter.get_nodes_from_documents([doc])
+    assert [n.text for n in nodes] == [n.text for n in plain]
+    assert sum(n.parent_node is None for n in nodes) > 1 and len(get_leaf_nodes(nodes)) > 2
+    spans = [(n.start_char_idx, n.end_char_idx) for n in nodes]
+    assert all(text[s:e] == n.text for (s, e), n in zip(spans, nodes, strict=True))
+    by_id = {n.node_id: n for n in nodes}
+    for node in nodes:  # every child lies inside its parent
+        if node.parent_node is not None:
+            parent = by_id[node.parent_node.node_id]
+            assert parent.start_char_idx <= node.start_char_idx and node.end_char_idx <= parent.end_char_idx
+    [expected] = minilm.late_chunk([text], spans=[spans], allow_overlap=True)
+    assert all(close(n.embedding, c.embedding) for n, c in zip(nodes, expected.chunks, strict=True))
+
+
+def test_the_docstore_is_shared_by_copies_and_not_serialised(minilm_path):
+    import copy
+
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu")
+    assert "docstore" not in parser.to_dict()
+    assert copy.deepcopy(parser).docstore is parser.docstore
+    assert parser.model_copy().docstore is parser.docstore

@@ -13,10 +13,15 @@ from dewey_core.inputs import check_texts
 from dewey_core.loading import ModelNotFoundError, clear_model_cache
 from dewey_core.scoring import (
     DEFAULT_FUSION_WEIGHT,
+    SCORE_KINDS,
     ScoredChunk,
     ScoredDocument,
+    ScoreKind,
+    cosine_from_scores,
     fuse,
+    rank_chunk_scores,
     rank_chunks,
+    rank_document_scores,
     rank_documents,
     similarity,
 )
@@ -24,16 +29,21 @@ from dewey_core.types import Chunk, LateChunkedDocument
 
 __all__ = [
     "DEFAULT_FUSION_WEIGHT",
+    "SCORE_KINDS",
     "Chunk",
     "DeweyEncoder",
     "LateChunkedDocument",
     "ModelNotFoundError",
+    "ScoreKind",
     "ScoredChunk",
     "ScoredDocument",
     "check_texts",
     "clear_model_cache",
+    "cosine_from_scores",
     "fuse",
+    "rank_chunk_scores",
     "rank_chunks",
+    "rank_document_scores",
     "rank_documents",
     "similarity",
 ]

@@ -84,7 +84,9 @@ class AttentionSpec:
             if self.forced_bidirectional:
                 if self.kernel in VARLEN_KERNELS:  # a 2-D padding mask: the kernel unpads
                     mask = self._wrap(batch.attention_mask)
-                elif bool(batch.attention_mask.all()):  # no padding: no mask (SDPA's fast path)
+                elif not torch.jit.is_tracing() and bool(batch.attention_mask.all()):
+                    # No padding: no mask (SDPA's fast path). A traced graph (OpenVINO) keeps
+                    # the mask, which is right for every batch.
                     mask = self._wrap(None)
                 else:
                     mask = self._wrap(self._format(_key_padding(batch.attention_mask), dtype))

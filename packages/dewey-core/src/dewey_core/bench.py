@@ -1,6 +1,10 @@
 """Throughput benchmarks: dewey-core against sentence-transformers and chonkie on the same model.
 
-Three measurements, all on real offline text (CPython's ``pydoc_data.topics``):
+Each tool runs at its own defaults (what a user gets: dewey-core's default backend and dtype,
+sentence-transformers' float32), and dewey-core runs a second time on sentence-transformers'
+runtime (torch at its dtype: "equal runtime"), which shows what dewey-core's batching and
+chunking add on their own. Three measurements, all on real offline text (CPython's
+``pydoc_data.topics``):
 
 - **encoding**: mixed-length passages embedded with ``SentenceTransformer.encode`` (fixed
   batches) and with :meth:`DeweyEncoder.encode_documents` (token-budget batches).
@@ -41,14 +45,17 @@ from dewey_core.chunking import char_spans, chunk_token_ranges
 
 ENCODING, LATE_CHUNKING = "encoding", "late chunking"
 DEWEY = "dewey-core"
+DEWEY_EQUAL = "dewey-core, equal runtime"
+"""dewey-core on torch at sentence-transformers' dtype (only where its defaults differ)."""
 DEWEY_LATE = "dewey-core late_chunk"
+DEWEY_LATE_EQUAL = "dewey-core late_chunk, equal runtime"
 DEWEY_LATE_PLAIN = "dewey-core late_chunk, plain windows"
 """Late chunking without the carried opening context and window overlap (less compute, less
 context for chunks deep in long documents)."""
 ST = "sentence-transformers"
 ST_PER_CHUNK = "sentence-transformers per chunk"
 CHONKIE = "chonkie LateChunker"
-LATE_METHODS = (DEWEY_LATE, DEWEY_LATE_PLAIN, ST_PER_CHUNK, CHONKIE)
+LATE_METHODS = (DEWEY_LATE, DEWEY_LATE_EQUAL, DEWEY_LATE_PLAIN, ST_PER_CHUNK, CHONKIE)
 SCALING_METHODS = (DEWEY_LATE, ST_PER_CHUNK, CHONKIE)
 DEFAULT_LENGTHS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 
@@ -210,30 +217,44 @@ class Models:
     """The same checkpoint loaded by dewey-core and by sentence-transformers."""
 
     dewey: Any
+    """dewey-core at its defaults."""
     st: Any
+    """sentence-transformers at its defaults (float32), or the ``dtype`` asked for."""
+    dewey_equal: Any | None = None
+    """dewey-core on torch at ``st``'s dtype; None where ``dewey`` already runs that way."""
     _counter: PositionCounter | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, model: str, device: str | None = None, dtype: str | None = None) -> Models:
         from dewey_core import DeweyEncoder
 
-        enc = DeweyEncoder.from_pretrained(model, device=device, dtype=dtype)
-        return cls(enc, load_sentence_transformer(model, enc))
+        enc = DeweyEncoder.from_pretrained(model, device=device)
+        st = load_sentence_transformer(model, enc, dtype)
+        equal = DeweyEncoder.from_pretrained(model, device=device, dtype=st.dtype, backend="torch")
+        return cls(enc, st, None if equal.model is enc.model else equal)
+
+    def runtime(self, which: str) -> str:
+        """``backend dtype, attention`` of ``dewey`` / ``dewey_equal``, or ``st``'s dtype."""
+        if which == "st":
+            return f"torch {str(self.st.dtype).removeprefix('torch.')}"
+        m = getattr(self, which).model
+        return f"{m.backend} {str(m.dtype).removeprefix('torch.')}, {m.attention.kernel} attention"
 
     def counter(self) -> PositionCounter:
-        """Counts positions run by either model (hooks stay for the models' lifetime)."""
+        """Counts positions run by the models (hooks stay for the models' lifetime)."""
         if self._counter is None:
-            self._counter = PositionCounter(self.dewey.model.backbone,
-                                            getattr(self.st[0], "auto_model", None))
+            encoders = [e for e in (self.dewey, self.dewey_equal) if e is not None]
+            self._counter = PositionCounter(encoders, getattr(self.st[0], "auto_model", None))
         return self._counter
 
 
-def load_sentence_transformer(model: str, enc):
-    """sentence-transformers on ``enc``'s device and dtype, with the same sequence limit."""
+def load_sentence_transformer(model: str, enc, dtype: Any = None):
+    """sentence-transformers on ``enc``'s device at its default dtype (or ``dtype``), with the
+    same sequence limit."""
     from sentence_transformers import SentenceTransformer
 
-    st = SentenceTransformer(str(model), device=str(enc.model.device),
-                             model_kwargs={"dtype": enc.model.dtype})
+    kwargs = {"model_kwargs": {"dtype": dtype}} if dtype is not None else {}
+    st = SentenceTransformer(str(model), device=str(enc.model.device), **kwargs)
     st.max_seq_length = enc.max_length
     return st
 
@@ -288,23 +309,32 @@ def chonkie_chunker(st, chunk_size: int):
 
 # ---------------------------------------------------------------------------- timing
 class PositionCounter:
-    """Counts the token positions (padding included) fed to models' input embedding layers."""
+    """Counts the token positions (padding included) the models run: dewey-core encoders report
+    theirs (``positions_run``, any backend); other models are counted at their input embedding
+    layer."""
 
-    def __init__(self, *backbones) -> None:
+    def __init__(self, encoders: Sequence[Any], *backbones) -> None:
+        self.encoders = list(encoders)
         self.count = 0
-        self.active = False
+        self.active = bool(self.encoders)
         for backbone in backbones:
             embeddings = getattr(backbone, "get_input_embeddings", lambda: None)()
             if embeddings is not None:
                 embeddings.register_forward_pre_hook(self._hook)
                 self.active = True
+        self.reported = self._reported()
+
+    def _reported(self) -> int:
+        return sum(e.positions_run for e in self.encoders)
 
     def _hook(self, module, args) -> None:
         if args and hasattr(args[0], "numel"):
             self.count += int(args[0].numel())
 
     def take(self) -> int | None:
-        count, self.count = self.count, 0
+        reported = self._reported()
+        count = self.count + reported - self.reported
+        self.count, self.reported = 0, reported
         return count if self.active else None
 
 
@@ -339,7 +369,8 @@ def _interleaved(runs: dict[str, Callable[[], int]], warmups: dict[str, Callable
 
 def bench_encoding(models: Models, passages: Sequence[str], *, rounds: int = 3,
                    batch_size: int = 32) -> Comparison:
-    """Embed ``passages`` with sentence-transformers and with dewey-core; time both."""
+    """Embed ``passages`` with sentence-transformers and with dewey-core (at its defaults and,
+    where they differ, on sentence-transformers' runtime); time each."""
     enc, st = models.dewey, models.st
     passages = list(passages)
     prompt = enc.model.prompts.document or None
@@ -349,13 +380,15 @@ def bench_encoding(models: Models, passages: Sequence[str], *, rounds: int = 3,
                         convert_to_numpy=True, show_progress_bar=False)
         return len(out)
 
-    def run_dewey(texts=passages) -> int:
-        return len(enc.encode_documents(texts, show_progress=False))
+    def runner(encoder):
+        return lambda texts=passages: len(encoder.encode_documents(texts, show_progress=False))
 
+    runs = {ST: run_st, DEWEY: runner(enc)}
+    if models.dewey_equal is not None:
+        runs[DEWEY_EQUAL] = runner(models.dewey_equal)
     warm = passages[:batch_size]
-    measured = _interleaved({ST: run_st, DEWEY: run_dewey},
-                            {ST: lambda: run_st(warm), DEWEY: lambda: run_dewey(warm)}, rounds,
-                            models.counter())
+    measured = _interleaved(runs, {m: (lambda run=run: run(warm)) for m, run in runs.items()},
+                            rounds, models.counter())
     tokens = processed_tokens(enc, passages)
     corpus = (f"{len(passages)} pydoc passages, {tokens} tokens after truncation to "
               f"{enc.max_length}; sentence-transformers batch_size={batch_size}, dewey-core "
@@ -368,28 +401,33 @@ def bench_late_chunking(models: Models, documents: Sequence[str], *, chunk_size:
                         rounds: int = 3, batch_size: int = 32,
                         methods: Sequence[str] = LATE_METHODS) -> Comparison:
     """Chunk embeddings for long ``documents`` by each of ``methods``; every method is credited
-    with the documents' content tokens."""
+    with the documents' content tokens. The equal-runtime method is skipped where dewey-core's
+    defaults already are sentence-transformers' runtime."""
     enc, st = models.dewey, models.st
     documents = list(documents)
     chunks = chunk_texts(enc, documents, chunk_size)
     flat = [c for doc in chunks for c in doc]
 
-    def run_dewey(docs=documents, **windows) -> int:
-        out = enc.late_chunk(docs, chunk_size=chunk_size, show_progress=False, **windows)
-        return sum(len(d.chunks) for d in out)
-
-    def run_plain(docs=documents) -> int:
-        return run_dewey(docs, context_tokens=0, window_overlap=0)
+    def late(encoder, **windows):
+        def run(docs=documents) -> int:
+            out = encoder.late_chunk(docs, chunk_size=chunk_size, show_progress=False, **windows)
+            return sum(len(d.chunks) for d in out)
+        return run
 
     def run_naive(texts=flat) -> int:
         return len(st.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                              convert_to_numpy=True, show_progress_bar=False))
 
-    runs: dict[str, Callable[[], int]] = {DEWEY_LATE: run_dewey, DEWEY_LATE_PLAIN: run_plain,
-                                          ST_PER_CHUNK: run_naive}
-    warmups: dict[str, Callable[[], object]] = {DEWEY_LATE: lambda: run_dewey(documents[:1]),
-                                                DEWEY_LATE_PLAIN: lambda: run_plain(documents[:1]),
-                                                ST_PER_CHUNK: lambda: run_naive(chunks[0])}
+    runs: dict[str, Callable[..., int]] = {
+        DEWEY_LATE: late(enc), DEWEY_LATE_PLAIN: late(enc, context_tokens=0, window_overlap=0),
+        ST_PER_CHUNK: run_naive}
+    if models.dewey_equal is not None:
+        runs[DEWEY_LATE_EQUAL] = late(models.dewey_equal)
+    else:
+        methods = [m for m in methods if m != DEWEY_LATE_EQUAL]
+    warmups: dict[str, Callable[[], object]] = {m: (lambda run=run: run(documents[:1]))
+                                                for m, run in runs.items()}
+    warmups[ST_PER_CHUNK] = lambda: run_naive(chunks[0])
     if CHONKIE in methods:
         chonkie = chonkie_chunker(st, chunk_size)
 
@@ -451,8 +489,9 @@ def measure_point(method: str, model: str, device: str | None, dtype: str | None
                   tokens: int) -> ScalingPoint:
     """Load one method, warm it up on a short text, then time it on ``documents``.
 
-    Meant for a fresh process (see :func:`bench_scaling`): the peak resident memory it reports
-    is then this method's alone.
+    dewey-core runs at its defaults; sentence-transformers and chonkie at ``dtype``. Meant for a
+    fresh process (see :func:`bench_scaling`): the peak resident memory it reports is then this
+    method's alone.
     """
     import torch
 
@@ -461,7 +500,7 @@ def measure_point(method: str, model: str, device: str | None, dtype: str | None
     quiet()
     warm = documents[0][:200]
     if method == DEWEY_LATE:
-        enc = DeweyEncoder.from_pretrained(model, device=device, dtype=dtype)
+        enc = DeweyEncoder.from_pretrained(model, device=device)
         enc.late_chunk([warm], chunk_size=chunk_size, show_progress=False)
         cuda = enc.model.device.type == "cuda"
 
@@ -547,7 +586,7 @@ def bench_scaling(models: Models, model: str, lengths: Sequence[int], *, tokens_
     if unknown:
         raise ValueError(f"unknown scaling methods {sorted(unknown)}; expected {list(SCALING_METHODS)}")
     enc = models.dewey
-    device, dtype = str(enc.model.device), str(enc.model.dtype).removeprefix("torch.")
+    device, dtype = str(enc.model.device), str(models.st.dtype).removeprefix("torch.")
     points = []
     for length in lengths:
         docs = documents_of_length(enc.tokenizer, length, max(1, tokens_per_point // length))

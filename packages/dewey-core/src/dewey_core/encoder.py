@@ -59,6 +59,9 @@ class DeweyEncoder:
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
         self.batch_size = batch_size
+        self.positions_run = 0
+        """Token positions the model has run for this encoder (padding and carried context
+        included): the work done, for benchmarks."""
         self._capacity: dict[str, int] = {}  # window capacity per prompt
         self.packed = (model.packing == "flash") if packed is None else packed
         if self.packed and model.packing == "none":
@@ -68,7 +71,8 @@ class DeweyEncoder:
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                         dtype: str | torch.dtype | None = None, max_length: int | None = None,
                         *, token_budget: int | None = None, batch_size: int | None = None,
-                        packed: bool | None = None, **model_options: Any) -> DeweyEncoder:
+                        packed: bool | None = None, backend: str | None = None,
+                        **model_options: Any) -> DeweyEncoder:
         """Load (or reuse) a model from a local directory or a Hugging Face id.
 
         Args:
@@ -79,14 +83,23 @@ class DeweyEncoder:
                 truncated by ``encode_*`` and windowed by ``late_chunk``.
             token_budget: padded tokens per batch (default 2048 on CPU, 16384 on GPU).
             batch_size: at most this many sequences per batch as well (default: no cap).
-            packed: padding-free batches; default on when flash-attention is usable.
-            model_options: family options (e.g. ``pooling`` for dewey_en_beta).
+            packed: padding-free batches; default on with varlen kernels (CUDA).
+            backend: ``"torch"`` or ``"openvino"`` (CPU, float32, about twice as fast: see
+                :mod:`dewey_core.openvino`); default OpenVINO where it applies and is installed.
+            model_options: family options (e.g. ``pooling`` for dewey_en_beta, ``attention``).
         """
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        model = shared_model(name_or_path, device, dtype, **model_options)
+        model = shared_model(name_or_path, device, dtype, backend, **model_options)
         return cls(model, max_length=max_length, token_budget=token_budget, batch_size=batch_size,
                    packed=packed)
+
+    def __repr__(self) -> str:
+        m = self.model
+        return (f"DeweyEncoder(model={str(m.path)!r}, family={m.family!r}, device='{m.device}', "
+                f"dtype={str(m.dtype).removeprefix('torch.')!r}, backend={m.backend!r}, "
+                f"attention={m.attention.kernel!r}, packed={self.packed}, "
+                f"max_length={self.max_length}, dimension={self.dimension})")
 
     # ------------------------------------------------------------------ properties
     @property
@@ -249,12 +262,12 @@ class DeweyEncoder:
 
     def _run(self, sequences: list[list[int]], consume, show_progress: bool | None,
              desc: str, extras: list | None = None) -> None:
-        run_sequences(self.model.forward, sequences, consume,
-                      pad_id=self.model.tokenizer.pad_id, device=self.model.device,
-                      token_budget=self.token_budget, max_batch_size=self.batch_size,
-                      packed=self.packed,
-                      flash=self.model.packing == "flash", extras=extras,
-                      show_progress=show_progress, desc=desc)
+        self.positions_run += run_sequences(
+            self.model.forward, sequences, consume, pad_id=self.model.tokenizer.pad_id,
+            device=self.model.device, token_budget=self.token_budget,
+            max_batch_size=self.batch_size, packed=self.packed,
+            flash=self.model.packing == "flash", extras=extras, show_progress=show_progress,
+            desc=desc)
 
     def _finish(self, pooled: torch.Tensor, dim: int | None, normalize: bool = True) -> np.ndarray:
         """Heads, truncation to ``dim``, L2 normalisation; float32 numpy."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 import torch
 
 from dewey_core.models import EncoderModel, check_options, detect_family
+from dewey_core.openvino import BACKENDS, on_openvino, unsupported_reason
 
 # Only what the engine reads: never pickled weights, never remote code unless asked for.
 _DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
+logger = logging.getLogger("dewey_core")
 _lock = threading.Lock()
 _loaded: dict[tuple, EncoderModel] = {}
 
@@ -22,10 +25,18 @@ class ModelNotFoundError(OSError):
     """The model is neither a local directory, nor cached, nor downloadable now."""
 
 
+HUB_OPTIONS = ("cache_dir", "token", "revision", "local_files_only")
+"""Options that only say where a Hugging Face id is found (never part of a loaded model's
+identity): the cache directory, an access token, a revision, and whether to stay offline."""
+
+
 def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool = True,
-                      patterns: list[str] | None = None) -> Path:
-    """A local directory for ``name_or_path``: the path itself, the Hugging Face cache, or a
-    fresh download of the files the engine reads."""
+                      patterns: list[str] | None = None, cache_dir: str | os.PathLike | None = None,
+                      token: str | bool | None = None, revision: str | None = None,
+                      local_files_only: bool = False) -> Path:
+    """A local directory for ``name_or_path``: the path itself, the Hugging Face cache
+    (``cache_dir``, default ``HF_HOME``'s), or a fresh download of the files the engine reads
+    (not with ``local_files_only``)."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"model must be a str or path, got {type(name_or_path).__name__}")
     path = Path(name_or_path).expanduser()
@@ -36,14 +47,18 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
         raise ModelNotFoundError(f"model directory {name!r} does not exist")
     from huggingface_hub import snapshot_download
 
-    patterns = patterns or _DOWNLOAD_PATTERNS
+    hub = {"allow_patterns": patterns or _DOWNLOAD_PATTERNS, "revision": revision,
+           "cache_dir": None if cache_dir is None else os.fspath(cache_dir), "token": token}
+    where = "the local Hugging Face cache" + ("" if cache_dir is None else f" ({cache_dir})")
     try:
-        return Path(snapshot_download(name, allow_patterns=patterns, local_files_only=True))
+        return Path(snapshot_download(name, local_files_only=True, **hub))
     except Exception as cached_error:
-        reason = f"not in the local Hugging Face cache ({type(cached_error).__name__})"
-    if allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
+        reason = f"not in {where} ({type(cached_error).__name__})"
+    if local_files_only:
+        reason += "; downloads are off (local_files_only=True)"
+    elif allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false"):
         try:
-            return Path(snapshot_download(name, allow_patterns=patterns))
+            return Path(snapshot_download(name, **hub))
         except Exception as download_error:
             reason += f"; download failed: {download_error}"
     else:
@@ -56,16 +71,23 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
 
 
 def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
-                 **options: Any) -> EncoderModel:
-    """One loaded model per (directory, device, dtype, load options) in this process.
+                 backend: str | None = None, **options: Any) -> EncoderModel:
+    """One loaded model per (directory, device, dtype, load options, backend) in this process.
+    The :data:`HUB_OPTIONS` among ``options`` only locate the directory.
 
     Encode-time options (dewey's ``pooling``, Jasper's and Stella's ``vector_dim``) give a view
     of the shared model, so they never load the weights twice; a load option left at its
-    default and the same value given explicitly share one model too.
+    default and the same value given explicitly share one model too. ``backend=None`` takes
+    ``$DEWEY_BACKEND`` if set, else runs the forward step on OpenVINO where it can (a float32
+    model on the CPU, a supported family, openvino installed) and on torch otherwise.
     """
+    hub = {key: options.pop(key) for key in HUB_OPTIONS if key in options}
+    backend = backend or os.environ.get("DEWEY_BACKEND") or None
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
     # Remote code is opt-in; only then are the checkpoint's Python files fetched.
     patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
-    path = resolve_model_dir(name_or_path, patterns=patterns)
+    path = resolve_model_dir(name_or_path, patterns=patterns, **hub)
     family = detect_family(path)
     check_options(family, path, options)
     key = (str(path), str(device), dtype, family.load_key(path, device, dtype, options))
@@ -73,7 +95,15 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
         if key not in _loaded:
             _loaded[key] = family.load(path, device, dtype,
                                        **{k: v for k, v in options.items() if k in family.options})
+            logger.info("loaded %s (%s) on %s in %s, %s attention", path, family.name, device,
+                        str(dtype).removeprefix("torch."), _loaded[key].attention.kernel)
         model = _loaded[key]
+        if backend == "openvino" or (backend is None and not options.get("trust_remote_code")
+                                     and unsupported_reason(model) is None):
+            if (*key, "openvino") not in _loaded:
+                _loaded[(*key, "openvino")] = on_openvino(model)
+                logger.info("forward step of %s on OpenVINO (CPU, float32)", path)
+            model = _loaded[(*key, "openvino")]
     return model.with_options(**{k: v for k, v in options.items()
                                  if k in family.view_options and v is not None})
 

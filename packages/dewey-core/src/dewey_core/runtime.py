@@ -88,12 +88,13 @@ def run_sequences(
     show_progress: bool | None = None,
     desc: str = "Encoding",
     grad: bool = False,
-) -> None:
+) -> int:
     """Run every sequence through ``forward`` and call ``consume(index, token_states)``.
 
     ``forward`` maps a :class:`Batch` to hidden states ``(rows, length, hidden)``. On CUDA
     out-of-memory a batch is halved and retried (logged once per call). ``grad=True`` keeps the
-    autograd graph (training); otherwise everything runs under ``torch.inference_mode``.
+    autograd graph (training); otherwise everything runs under ``torch.inference_mode``. Returns
+    the token positions the model ran (padding included): the work done, for benchmarks.
     """
     lengths = [len(s) for s in sequences]
     batches = plan_batches(lengths, token_budget, padded=not packed, max_batch_size=max_batch_size)
@@ -101,6 +102,7 @@ def run_sequences(
     if show_progress is None:
         show_progress = total >= AUTO_PROGRESS_MIN_TOKENS
     warned = False
+    positions = 0
 
     def batch_of(indices: list[int]) -> Batch:
         seqs = [list(sequences[i]) for i in indices]
@@ -111,7 +113,7 @@ def run_sequences(
         return batch
 
     def run(indices: list[int]) -> None:
-        nonlocal warned
+        nonlocal warned, positions
         pending = [indices]
         while pending:
             part = pending.pop()
@@ -134,6 +136,7 @@ def run_sequences(
                 half = len(part) // 2
                 pending.extend([part[half:], part[:half]])  # the first half runs first
                 continue
+            positions += batch.input_ids.numel()
             for i, s in zip(part, split_states(batch, states, [lengths[i] for i in part]),
                             strict=True):
                 consume(i, s)
@@ -143,3 +146,4 @@ def run_sequences(
         for indices in batches:
             run(indices)
             bar.update(sum(lengths[i] for i in indices))
+    return positions

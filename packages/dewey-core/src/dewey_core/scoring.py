@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -85,6 +86,35 @@ def fuse(chunk_scores: np.ndarray, global_scores: np.ndarray | None,
     return ((1.0 - weight) * chunk + weight * glob).astype(np.float32)
 
 
+ScoreKind = Literal["similarity", "cosine_distance", "l2", "squared_l2"]
+"""What a vector store reports for unit vectors ``q`` and ``x``: ``similarity`` is ``q . x``
+(cosine, inner product), ``cosine_distance`` is ``1 - q . x``, ``l2`` is ``|q - x|`` and
+``squared_l2`` is ``|q - x|^2``."""
+SCORE_KINDS: tuple[str, ...] = ("similarity", "cosine_distance", "l2", "squared_l2")
+
+
+def cosine_from_scores(scores: np.ndarray | Sequence[float], kind: ScoreKind) -> np.ndarray:
+    """The cosine similarities behind a vector store's scores for L2-normalised vectors.
+
+    For unit vectors ``|q - x|^2 = 2 - 2 q.x``, so every kind converts exactly:
+
+    >>> cosine_from_scores([0.0, 2.0], "squared_l2").tolist()
+    [1.0, 0.0]
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if kind == "similarity":
+        cosine = values
+    elif kind == "cosine_distance":
+        cosine = 1.0 - values
+    elif kind == "l2":
+        cosine = 1.0 - values * values / 2.0
+    elif kind == "squared_l2":
+        cosine = 1.0 - values / 2.0
+    else:
+        raise ValueError(f"unknown score kind {kind!r}; expected one of {', '.join(SCORE_KINDS)}")
+    return cosine.astype(np.float32)
+
+
 def rank_chunks(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequence[Hashable],
                 global_vectors: np.ndarray | None = None, *, top_k: int = 10,
                 fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredChunk]:
@@ -107,10 +137,36 @@ def rank_chunks(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequence[
         return []
     chunk = similarity(query, chunk_vectors)[0]
     glob = similarity(query, global_vectors)[0] if global_vectors is not None else None
+    return rank_chunk_scores(chunk, doc_ids, glob, top_k=top_k, fusion_weight=fusion_weight)
+
+
+def rank_chunk_scores(chunk_scores: np.ndarray | Sequence[float], doc_ids: Sequence[Hashable],
+                      global_scores: np.ndarray | Sequence[float | None] | None = None, *,
+                      top_k: int = 10, fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredChunk]:
+    """:func:`rank_chunks` from cosine scores already computed (e.g. by a vector store).
+
+    ``global_scores[i]`` is the query's cosine with chunk ``i``'s document; ``None`` or NaN
+    where that is unknown: such a chunk is ranked by its own score and reports no global score.
+
+    >>> [h.index for h in rank_chunk_scores([0.5, 0.6], ["a", "b"], [0.9, None], top_k=2)]
+    [0, 1]
+    """
+    _check_top_k(top_k)
+    chunk = np.asarray(chunk_scores, dtype=np.float32).reshape(-1)
+    if len(doc_ids) != len(chunk):
+        raise ValueError(f"{len(doc_ids)} doc_ids for {len(chunk)} chunk scores")
+    known = None
+    glob = None
+    if global_scores is not None:
+        glob = np.asarray([np.nan if g is None else g for g in global_scores], dtype=np.float32)
+        if glob.shape != chunk.shape:
+            raise ValueError(f"{glob.shape} global scores for {chunk.shape} chunk scores")
+        known = ~np.isnan(glob)
+        glob = np.where(known, glob, chunk)
     fused = fuse(chunk, glob, fusion_weight)
     top = np.argsort(-fused, kind="stable")[:top_k]
     return [ScoredChunk(int(i), doc_ids[i], float(fused[i]), float(chunk[i]),
-                        None if glob is None else float(glob[i])) for i in top]
+                        None if known is None or not known[i] else float(glob[i])) for i in top]
 
 
 def rank_documents(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequence[Hashable],
@@ -121,6 +177,21 @@ def rank_documents(query: np.ndarray, chunk_vectors: np.ndarray, doc_ids: Sequen
     _check_top_k(top_k)
     ranked = rank_chunks(query, chunk_vectors, doc_ids, global_vectors,
                          top_k=max(len(doc_ids), 1), fusion_weight=fusion_weight)
+    return _best_per_document(ranked, top_k)
+
+
+def rank_document_scores(chunk_scores: np.ndarray | Sequence[float], doc_ids: Sequence[Hashable],
+                         global_scores: np.ndarray | Sequence[float | None] | None = None, *,
+                         top_k: int = 10,
+                         fusion_weight: float = DEFAULT_FUSION_WEIGHT) -> list[ScoredDocument]:
+    """:func:`rank_documents` from cosine scores already computed (see :func:`rank_chunk_scores`)."""
+    _check_top_k(top_k)
+    ranked = rank_chunk_scores(chunk_scores, doc_ids, global_scores,
+                               top_k=max(len(doc_ids), 1), fusion_weight=fusion_weight)
+    return _best_per_document(ranked, top_k)
+
+
+def _best_per_document(ranked: list[ScoredChunk], top_k: int) -> list[ScoredDocument]:
     best: dict[Hashable, ScoredDocument] = {}
     for hit in ranked:  # best first, so the first hit of a document is its max
         if hit.doc_id not in best:

@@ -11,15 +11,17 @@ Example:
     [0, 1]
 """
 
-from haystack_dewey._common import GLOBAL_EMBEDDING_FIELD
+from haystack_dewey._common import SOURCE_ID_FIELD
 from haystack_dewey.embedders import DeweyDocumentEmbedder, DeweyTextEmbedder
+from haystack_dewey.fusion import DeweyFusionRanker
 from haystack_dewey.image_embedder import DeweyImageDocumentEmbedder
 from haystack_dewey.late_chunker import DeweyLateChunker
 from haystack_dewey.retriever import DeweyRetriever
 
 __all__ = [
-    "GLOBAL_EMBEDDING_FIELD",
+    "SOURCE_ID_FIELD",
     "DeweyDocumentEmbedder",
+    "DeweyFusionRanker",
     "DeweyImageDocumentEmbedder",
     "DeweyLateChunker",
     "DeweyRetriever",

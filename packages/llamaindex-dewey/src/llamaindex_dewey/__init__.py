@@ -12,8 +12,11 @@ Example:
 """
 
 from llamaindex_dewey.embeddings import DeweyEmbedding, JasperEmbedding
-from llamaindex_dewey.node_parser import GLOBAL_EMBEDDING_KEY, DeweyNodeParser
+from llamaindex_dewey.globals import get_global_vectors
+from llamaindex_dewey.node_parser import DeweyNodeParser
 from llamaindex_dewey.retriever import DeweyRetriever
+from llamaindex_dewey.stores import UnsupportedStoreError
 
-__all__ = ["GLOBAL_EMBEDDING_KEY", "DeweyEmbedding", "DeweyNodeParser", "DeweyRetriever", "JasperEmbedding"]
+__all__ = ["DeweyEmbedding", "DeweyNodeParser", "DeweyRetriever", "JasperEmbedding", "UnsupportedStoreError",
+           "get_global_vectors"]
 __version__ = "0.1.0"

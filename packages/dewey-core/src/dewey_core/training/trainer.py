@@ -105,7 +105,8 @@ def train(corpus: Corpus, out: str | Path, config: TrainingConfig | None = None,
             state["step"] = step + 1
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             bar.update(1)
-            if state["step"] % config.save_every == 0 and state["step"] < config.steps:
+            # Also after the last step: a failure while evaluating or saving then repeats no step.
+            if state["step"] % config.save_every == 0 or state["step"] == config.steps:
                 state["seconds"] = time.perf_counter() - started
                 save_checkpoint(work, {**state, **run.state(), "config": config.as_dict(),
                                        "corpus": fingerprint})

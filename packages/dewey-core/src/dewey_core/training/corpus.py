@@ -93,14 +93,18 @@ def _name(corpus: Corpus) -> str:
 
 
 def _read_path(path: Path) -> list[Document]:
-    from dewey_core.commands.embed import SourceError, iter_documents
+    from dewey_core.corpus import Corpus as SourceCorpus
+    from dewey_core.corpus import SourceError
 
-    if not path.exists():
-        raise CorpusError(f"corpus not found: {path}")
-    if not (path.is_dir() or path.suffix == ".jsonl"):
-        raise CorpusError(f"the corpus must be a folder of .txt/.md files or a .jsonl file: {path}")
+    try:
+        source = SourceCorpus.open(path)
+    except FileNotFoundError:
+        raise CorpusError(f"corpus not found: {path}") from None
+    except ValueError:
+        raise CorpusError(f"the corpus must be a folder of .txt/.md files, a .jsonl file or "
+                          f"Parquet: {path}") from None
     documents, errors, seen = [], [], set()
-    for item in iter_documents(path):
+    for item in source.scan():
         if isinstance(item, SourceError):
             errors.append(f"{item.origin}: {item.reason}")
         elif item.doc_id in seen:

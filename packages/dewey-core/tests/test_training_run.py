@@ -62,6 +62,9 @@ def test_chunks_move_towards_their_targets_on_held_out_text(trained):
     before, after = result.report["held_out"]["before"], result.report["held_out"]["after"]
     assert before["global cosine to target"] == pytest.approx(1.0, abs=1e-5)  # teacher = start
     assert after["chunk cosine to target"] > before["chunk cosine to target"]
+    assert before["plain cosine to target"] == pytest.approx(1.0, abs=1e-5)
+    assert 0.9 < after["plain cosine to target"] < 1.0  # the plain term keeps chunks alone close
+    assert {"chunk", "global", "plain"} <= set(result.report["history"][-1])
     assert {"held-out retrieval: naive recall@1", "held-out retrieval: late recall@1"} <= set(after)
 
 

@@ -69,6 +69,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                    help=f"longest opening written before a chunk (default {_DEFAULTS.opening_tokens})")
     p.add_argument("--global-weight", type=float, default=_DEFAULTS.global_weight,
                    help=f"weight of the global-vector term (default {_DEFAULTS.global_weight})")
+    p.add_argument("--plain-weight", type=float, default=_DEFAULTS.plain_weight,
+                   help="weight of the term that keeps each chunk embedded alone where the teacher "
+                        f"puts it (default {_DEFAULTS.plain_weight}; 0 turns it off)")
     p.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate,
                    help=f"default {_DEFAULTS.learning_rate}")
     p.add_argument("--windows-per-step", type=int, default=_DEFAULTS.windows_per_step,
@@ -111,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             model=args.model, teacher=args.teacher, objective=args.objective, steps=args.steps,
             learning_rate=args.learning_rate, chunk_sizes=args.chunk_sizes,
             chunk_context=args.chunk_context, opening_tokens=args.opening_tokens,
-            global_weight=args.global_weight, windows_per_step=args.windows_per_step,
+            global_weight=args.global_weight, plain_weight=args.plain_weight,
+            windows_per_step=args.windows_per_step,
             batch_size=args.batch_size, loss_weights=args.loss_weights,
             matryoshka_dims=args.matryoshka_dims, keep_projection=not args.drop_projection,
             held_out_fraction=args.held_out_fraction, suite=args.suite, suite_seed=args.suite_seed,

@@ -49,6 +49,10 @@ class TrainingConfig:
     opening_tokens: int = 32
     global_weight: float = 1.0
     """Weight of the global-vector term against the chunk term (chunk alignment)."""
+    plain_weight: float = 1.0
+    """Weight of the plain term (chunk alignment): each chunk embedded alone by the student
+    stays at the teacher's embedding of it, so per-chunk retrieval and short texts keep what
+    the model knew while the late-chunked vectors learn context."""
     windows_per_step: int = 8
     """Model windows per chunk-alignment step (the step's size)."""
     batch_size: int = 16
@@ -97,7 +101,7 @@ class TrainingConfig:
         for name in ("learning_rate", "projection_learning_rate"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
-        for name in ("weight_decay", "global_weight", "margin", "max_grad_norm"):
+        for name in ("weight_decay", "global_weight", "plain_weight", "margin", "max_grad_norm"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_fraction < 1:

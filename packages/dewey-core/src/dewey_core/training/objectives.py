@@ -24,7 +24,8 @@ def chunk_targets(plan: DocumentPlan, chunks: list[int], config: TrainingConfig)
 
 class ChunkAlignment:
     """Late-chunked chunks towards the teacher's embedding of each chunk told its context;
-    global vectors of whole documents towards the teacher's embedding of the document."""
+    global vectors of whole documents towards the teacher's embedding of the document; each
+    chunk embedded alone towards the teacher's embedding of it (the plain term)."""
 
     def __init__(self, forward: TrainingForward, plans: DocumentPlans, targets: TeacherTargets,
                  config: TrainingConfig) -> None:
@@ -42,6 +43,10 @@ class ChunkAlignment:
             documents = self.targets.documents([runs[i].plan.text for i in whole])
             terms["global"] = config.global_weight * cosine_loss(
                 torch.stack([global_out[i] for i in whole]), documents)
+        if config.plain_weight:
+            plain = [r.plan.text[s:e] for r in runs for s, e in (r.plan.spans[j] for j in r.chunks)]
+            terms["plain"] = config.plain_weight * cosine_loss(self.forward.encode(plain),
+                                                               self.targets.texts(plain))
         if config.matryoshka_dims:
             terms["matryoshka"] = matryoshka_loss(student, config.matryoshka_dims, config.loss_weights,
                                                   config.margin)

@@ -305,6 +305,10 @@ class _Run:
                 target = self.targets.texts([t for p in self.held_out_plans
                                              for t in chunk_targets(p, list(range(len(p.spans))), config)])
                 held_out["chunk cosine to target"] = float((chunks * target.cpu().numpy()).sum(1).mean())
+                plain = [p.text[s:e] for p in self.held_out_plans for s, e in p.spans]
+                plain_target = self.targets.texts(plain).cpu().numpy()
+                held_out["plain cosine to target"] = float(
+                    (self.student.encode_documents(plain) * plain_target).sum(1).mean())
                 globals_ = np.stack([d.global_embedding for d in docs])
                 held_out["global cosine to target"] = float(
                     (globals_ * self.targets.documents(texts).cpu().numpy()).sum(1).mean())

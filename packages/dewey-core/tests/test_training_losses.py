@@ -75,3 +75,21 @@ def test_losses_name_misshapen_batches():
         cosine_loss(torch.ones(3, 4), torch.ones(2, 4))
     with pytest.raises(ValueError, match="project the student"):
         cosine_loss(torch.ones(3, 4), torch.ones(3, 8))
+
+
+def test_report_summary_pools_lengths_by_queries():
+    from dewey_core.evaluation.runner import Score
+    from dewey_core.training.report import summary_table
+
+    def score(task, length, value, queries):
+        return Score(task=task, length=length, tokens=length + 8.4, method="naive", metric="acc@1",
+                     value=value, queries=queries)
+
+    before = [score("needle", 256, 0.5, 20), score("needle", 512, 0.2, 10),
+              score("contextual", 150, 0.4, 144)]
+    after = [score("needle", 256, 0.25, 20), score("needle", 512, 0.5, 10),
+             score("contextual", 150, 0.5, 144)]
+    rows = summary_table(before, after)[2:]
+    # needle: (0.5*20 + 0.2*10) / 30 = 0.4 before, (0.25*20 + 0.5*10) / 30 = 0.333 after
+    assert rows == ["| needle | all | naive | acc@1 | 0.400 | 0.333 | -0.067 |",
+                    "| contextual | 158 | naive | acc@1 | 0.400 | 0.500 | +0.100 |"]

@@ -80,6 +80,27 @@ def suite_table(before: Sequence[Score], after: Sequence[Score]) -> list[str]:
     return rows
 
 
+def summary_table(before: Sequence[Score], after: Sequence[Score]) -> list[str]:
+    """Passkey and needle pooled over their lengths (query-weighted: each length alone is 20
+    queries, too few to read a change from); the contextual set per length."""
+    def pooled(scores: Sequence[Score]) -> dict[tuple, float]:
+        totals: dict[tuple, list[float]] = {}
+        for s in scores:
+            length = str(round(s.tokens)) if s.task == "contextual" else "all"
+            t = totals.setdefault((s.task, length, s.method, s.metric), [0.0, 0])
+            t[0] += s.value * s.queries
+            t[1] += s.queries
+        return {k: v / n for k, (v, n) in totals.items() if n}
+
+    b, a = pooled(before), pooled(after)
+    rows = ["| task | tokens | method | metric | before | after | change |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for k, v in b.items():
+        rows.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {v:.3f} | {_fmt(a.get(k))} | "
+                    f"{_change(v, a.get(k))} |")
+    return rows
+
+
 def write_report(folder: Path, report: dict) -> None:
     """``report.md`` and ``report.json`` from the run's report dict (see ``trainer.train``)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +123,7 @@ def write_report(folder: Path, report: dict) -> None:
         before = [Score(**s) for s in report["suite"]["before"]]
         after = [Score(**s) for s in report["suite"]["after"]]
         lines += ["", f"## The project's evaluation (seed {config['suite_seed']})", "",
-                  *suite_table(before, after)]
+                  *summary_table(before, after), "", "Per length:", "", *suite_table(before, after)]
     lines += ["", "## Loss", "", "![loss](loss.png)", "", "## Settings", "",
               "| setting | value |", "| --- | --- |",
               *(f"| {k} | {v} |" for k, v in config.items()), ""]

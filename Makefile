@@ -17,7 +17,7 @@ $(PY):
 # torch first: a bare `torch` requirement would otherwise pull a multi-GB CUDA build.
 $(STAMP): $(PY) $(SOURCES)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -e "packages/dewey-core[images,cli,openvino,serve]" $(addprefix -e ,$(filter-out packages/dewey-core,$(PACKAGES))) -r requirements-dev.txt
+	$(PIP) install -q -e "packages/dewey-core[images,cli,openvino,serve,train]" $(addprefix -e ,$(filter-out packages/dewey-core,$(PACKAGES))) -r requirements-dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)

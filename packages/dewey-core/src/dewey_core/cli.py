@@ -18,12 +18,14 @@ COMMANDS = {
     "verify-checkpoint": "verify",
     "serve": "serve",
     "bench-serve": "bench_serve",
+    "train": "train",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dewey", description="Late-chunked embeddings: embed, search, evaluate, benchmark, serve.")
+        prog="dewey",
+        description="Late-chunked embeddings: embed, search, evaluate, benchmark, serve, train.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"dewey_core.commands.{module}")

@@ -87,12 +87,14 @@ def run_sequences(
     extras: Sequence[Any] | None = None,
     show_progress: bool | None = None,
     desc: str = "Encoding",
+    grad: bool = False,
 ) -> int:
     """Run every sequence through ``forward`` and call ``consume(index, token_states)``.
 
     ``forward`` maps a :class:`Batch` to hidden states ``(rows, length, hidden)``. On CUDA
-    out-of-memory a batch is halved and retried (logged once per call). Returns the token
-    positions the model ran (padding included): the work done, for benchmarks.
+    out-of-memory a batch is halved and retried (logged once per call). ``grad=True`` keeps the
+    autograd graph (training); otherwise everything runs under ``torch.inference_mode``. Returns
+    the token positions the model ran (padding included): the work done, for benchmarks.
     """
     lengths = [len(s) for s in sequences]
     batches = plan_batches(lengths, token_budget, padded=not packed, max_batch_size=max_batch_size)
@@ -139,7 +141,7 @@ def run_sequences(
                             strict=True):
                 consume(i, s)
 
-    with torch.inference_mode(), tqdm(total=total, disable=not show_progress, desc=desc,
+    with torch.inference_mode(not grad), tqdm(total=total, disable=not show_progress, desc=desc,
                                       unit="tok", unit_scale=True) as bar:
         for indices in batches:
             run(indices)

@@ -1,0 +1,93 @@
+"""What one training step sees, drawn from a seeded generator (the same seed and step always
+draw the same batch, so a resumed run repeats an uninterrupted one exactly).
+
+- Chunk alignment: runs of consecutive windows up to ``windows_per_step`` windows. Documents
+  are drawn in proportion to their windows (every token about equally often); a document that
+  fits the remaining budget is taken whole (its global vector is trained too), a longer one as
+  a run of windows at a random place.
+- Distillation: ``batch_size`` passages, each a chunk of a document drawn in proportion to its
+  tokens.
+Each draw picks one of the chunk sizes, so the model learns chunks of every size asked for.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from dewey_core.inputs import check_spans
+from dewey_core.training.corpus import Document
+from dewey_core.training.forward import DocumentPlan, TrainingForward, WindowRun
+
+Splitter = Callable[[str], Sequence[tuple[int, int]]]
+"""Any splitter: a function from a text to its chunks' ``(start, end)`` character spans."""
+
+#: Draws that may fail to add a run (no chunk inside it) before a step settles for what it has.
+_MAX_MISSES = 50
+
+
+class DocumentPlans:
+    """Each training document's plan per chunk size, made when first needed."""
+
+    def __init__(self, forward: TrainingForward, documents: Sequence[Document],
+                 chunk_sizes: Sequence[int], splitter: Splitter | None = None,
+                 chunk_overlap: int = 0) -> None:
+        self.forward, self.documents = forward, list(documents)
+        self.chunk_sizes, self.splitter, self.chunk_overlap = tuple(chunk_sizes), splitter, chunk_overlap
+        self._plans: dict[tuple[int, int], DocumentPlan] = {}
+        self.windows = [len(self.plan(d).windows) for d in range(len(self.documents))]
+        self.tokens = [len(self.plan(d).tok) for d in range(len(self.documents))]
+
+    def plan(self, doc: int, chunk_size: int | None = None) -> DocumentPlan:
+        size = self.chunk_sizes[0] if chunk_size is None or self.splitter else chunk_size
+        key = (doc, size)
+        if key not in self._plans:
+            text = self.documents[doc].text
+            if self.splitter is not None:
+                spans = check_spans([list(self.splitter(text))], [text], allow_overlap=True)[0]
+                self._plans[key] = self.forward.plan(text, spans=spans)
+            else:
+                self._plans[key] = self.forward.plan(text, chunk_size=size,
+                                                     chunk_overlap=self.chunk_overlap)
+        return self._plans[key]
+
+
+def draw_window_runs(plans: DocumentPlans, windows_per_step: int, rng: random.Random) -> list[WindowRun]:
+    """Runs of windows filling ``windows_per_step``, each with at least one chunk."""
+    runs: list[WindowRun] = []
+    left, misses = windows_per_step, 0
+    while left > 0 and misses < _MAX_MISSES:
+        doc = rng.choices(range(len(plans.documents)), weights=plans.windows)[0]
+        plan = plans.plan(doc, rng.choice(plans.chunk_sizes))
+        n = len(plan.windows)
+        first = 0 if n <= left else rng.randrange(n - left + 1)
+        run = plan.run(first, first + min(n, left))
+        if not run.chunks:
+            misses += 1
+            continue
+        runs.append(run)
+        left -= run.num_windows
+    if not runs:
+        raise ValueError(f"no chunk fits in {windows_per_step} window(s) of this corpus: lower the "
+                         "chunk size or raise windows_per_step")
+    return runs
+
+
+def draw_passages(plans: DocumentPlans, batch_size: int, rng: random.Random) -> list[str]:
+    """``batch_size`` chunk texts (distinct where the corpus allows)."""
+    passages: list[str] = []
+    seen: set[str] = set()
+    misses = 0
+    while len(passages) < batch_size:
+        doc = rng.choices(range(len(plans.documents)), weights=plans.tokens)[0]
+        plan = plans.plan(doc, rng.choice(plans.chunk_sizes))
+        text = plan.text[slice(*plan.spans[rng.randrange(len(plan.spans))])] if plan.spans else ""
+        usable = bool(text.strip())
+        if not usable or (text in seen and misses < _MAX_MISSES):  # a tiny corpus may repeat
+            misses += 1
+            if misses > 10 * _MAX_MISSES:
+                raise ValueError("the corpus yields no passages to train on (no non-empty chunks)")
+            continue
+        seen.add(text)
+        passages.append(text)
+    return passages

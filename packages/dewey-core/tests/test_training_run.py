@@ -1,0 +1,184 @@
+"""``train`` end to end on MiniLM with a few steps: the saved folder loads everywhere, the report
+is complete, the held-out documents are never trained on, and a resumed run equals an
+uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dewey_core import DeweyEncoder
+from dewey_core.training import TrainingConfig, TrainingError, train
+from dewey_core.training import trainer as trainer_module
+
+# Short reference topics (100-450 tokens; several take two MiniLM windows).
+TOPICS = ("if", "while", "for", "assert", "break", "del", "exceptions", "return", "global", "yield",
+          "continue", "pass")
+
+
+@pytest.fixture(scope="module")
+def corpus(pydoc_topics):
+    return {k: pydoc_topics[k] for k in TOPICS}
+
+
+def small(minilm_path, **changes) -> TrainingConfig:
+    settings = dict(model=minilm_path, steps=6, windows_per_step=2, chunk_sizes=(32, 64),
+                    held_out_fraction=0.25, save_every=3, eval_chunk_size=64, learning_rate=5e-5)
+    return TrainingConfig(**{**settings, **changes})
+
+
+@pytest.fixture(scope="module")
+def trained(minilm_path, corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "model"
+    seen = []
+    original = trainer_module.DocumentPlans.plan
+
+    def spy(self, doc, chunk_size=None):  # every document a step draws
+        seen.append(self.documents[doc].doc_id)
+        return original(self, doc, chunk_size)
+
+    trainer_module.DocumentPlans.plan = spy
+    try:
+        result = train(corpus, out, small(minilm_path), show_progress=False)
+    finally:
+        trainer_module.DocumentPlans.plan = original
+    return result, set(seen)
+
+
+def test_held_out_documents_are_evaluated_and_never_trained_on(trained):
+    result, seen = trained
+    corpus = result.report["corpus"]
+    assert corpus["held_out_documents"] == 3 and corpus["train_documents"] == 9
+    assert seen and not seen & set(corpus["held_out_ids"])
+    assert corpus["held_out_queries"] >= 5
+
+
+def test_chunks_move_towards_their_targets_on_held_out_text(trained):
+    result, _ = trained
+    before, after = result.report["held_out"]["before"], result.report["held_out"]["after"]
+    assert before["global cosine to target"] == pytest.approx(1.0, abs=1e-5)  # teacher = start
+    assert after["chunk cosine to target"] > before["chunk cosine to target"]
+    assert before["plain cosine to target"] == pytest.approx(1.0, abs=1e-5)
+    assert 0.9 < after["plain cosine to target"] < 1.0  # the plain term keeps chunks alone close
+    assert {"chunk", "global", "plain"} <= set(result.report["history"][-1])
+    assert {"held-out retrieval: naive recall@1", "held-out retrieval: late recall@1"} <= set(after)
+
+
+def test_report_files(trained):
+    result, _ = trained
+    work = result.model_dir / "training"
+    report = json.loads((work / "report.json").read_text())
+    assert [h["step"] for h in report["history"]] == list(range(1, 7))
+    assert all(np.isfinite(h["loss"]) and h["loss"] == pytest.approx(sum(
+        v for k, v in h.items() if k not in ("step", "loss", "lr"))) for h in report["history"])
+    assert report["config"]["steps"] == 6 and report["objective"] == "chunk-alignment"
+    markdown = (work / "report.md").read_text()
+    assert "| chunk cosine to target |" in markdown and "![loss](loss.png)" in markdown
+    assert (work / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (work / "checkpoint.pt").exists()  # removed once the model is saved
+
+
+def test_saved_folder_loads_in_the_engine_and_in_sentence_transformers(trained):
+    from sentence_transformers import SentenceTransformer
+
+    out = trained[0].model_dir
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+    assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
+    texts = ["What does Ardenvale export?", "The 'if' statement is used for conditional execution."]
+    ours = DeweyEncoder.from_pretrained(out, device="cpu").encode_documents(texts)
+    theirs = SentenceTransformer(str(out), device="cpu").encode(texts)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_model_changed_and_the_adapters_load_it(trained, minilm):
+    from haystack_dewey import DeweyTextEmbedder
+    from langchain_dewey import DeweyEmbeddings
+    from llamaindex_dewey import DeweyEmbedding
+
+    out = str(trained[0].model_dir)
+    query = "How do I leave a loop early?"
+    engine = DeweyEncoder.from_pretrained(out, device="cpu").encode_queries([query])[0]
+    assert float(engine @ minilm.encode_queries([query])[0]) < 0.99999  # trained, not a copy
+    langchain = DeweyEmbeddings(model=out, device="cpu").embed_query(query)
+    llamaindex = DeweyEmbedding(model_name=out, device="cpu").get_query_embedding(query)
+    embedder = DeweyTextEmbedder(model=out, device="cpu")
+    embedder.warm_up()
+    haystack = embedder.run(text=query)["embedding"]
+    for vector in (langchain, llamaindex, haystack):
+        np.testing.assert_allclose(np.asarray(vector), engine, atol=1e-5)
+
+
+def test_a_finished_run_is_not_overwritten(trained, corpus, minilm_path):
+    with pytest.raises(TrainingError, match="already holds a finished training run"):
+        train(corpus, trained[0].model_dir, small(minilm_path), show_progress=False)
+
+
+def _weights(folder) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(minilm_path, corpus, tmp_path, monkeypatch):
+    config = small(minilm_path, steps=3, save_every=2, held_out_fraction=0.0)
+    straight = train(corpus, tmp_path / "straight", config, show_progress=False)
+
+    real_step = trainer_module._Run.step
+
+    def interrupted(self, step):
+        if step == 2:  # after the checkpoint at step 2
+            raise KeyboardInterrupt
+        return real_step(self, step)
+
+    monkeypatch.setattr(trainer_module._Run, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(corpus, tmp_path / "resumed", config, show_progress=False)
+    assert (tmp_path / "resumed" / "training" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    with pytest.raises(TrainingError, match="learning_rate"):
+        train(corpus, tmp_path / "resumed", small(minilm_path, steps=3, save_every=2,
+                                                   held_out_fraction=0.0, learning_rate=1e-4))
+    monkeypatch.setattr(trainer_module._Run, "step", real_step)
+    resumed = train(corpus, tmp_path / "resumed", config, show_progress=False)
+
+    assert [h["loss"] for h in resumed.report["history"]] == [h["loss"] for h in straight.report["history"]]
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_any_splitter_gives_the_chunks(minilm_path, corpus, tmp_path):
+    calls = []
+
+    def paragraphs(text):
+        calls.append(text)
+        spans, at = [], 0
+        for part in text.split("\n\n"):
+            if part.strip():
+                spans.append((at, at + len(part)))
+            at += len(part) + 2
+        return spans
+
+    result = train(corpus, tmp_path / "split", small(minilm_path, steps=1), splitter=paragraphs,
+                   show_progress=False)
+    assert set(calls) >= set(corpus.values())  # every document, training and held out
+    assert result.report["held_out"]["after"]["chunk cosine to target"] > 0
+
+
+def test_the_command_line_trains_a_folder_corpus(minilm_path, corpus, tmp_path, capsys):
+    from dewey_core.cli import main
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in corpus.items():
+        (folder / f"{name}.txt").write_text(text, encoding="utf-8")
+    code = main(["train", str(folder), "--out", str(tmp_path / "cli"), "--model", minilm_path,
+                 "--steps", "1", "--windows-per-step", "1", "--chunk-size", "32", "--held-out", "0",
+                 "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "# Training report: chunk-alignment" in captured.out
+    assert "No documents were held out" in captured.out
+    assert DeweyEncoder.from_pretrained(tmp_path / "cli", device="cpu").dimension == 384

@@ -11,10 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
-# Tests compare the engine with torch references and build many tiny checkpoints; converting
-# each to OpenVINO would cost seconds apiece. The OpenVINO backend (the CPU default where
-# installed) has its own tests, which lift this (test_openvino.py).
-os.environ.setdefault("DEWEY_BACKEND", "torch")
+# The default backend (torch), whatever the developer's shell prefers; test_openvino.py and
+# test_bench.py set their own.
+os.environ["DEWEY_BACKEND"] = "torch"
 
 
 def pytest_collection_modifyitems(config, items):

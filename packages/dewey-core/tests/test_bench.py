@@ -29,8 +29,12 @@ def models(minilm, minilm_path):
 
 def test_models_load_measures_defaults_and_the_equal_runtime(minilm_path, monkeypatch,
                                                             tmp_path_factory):
+    monkeypatch.delenv("DEWEY_BACKEND", raising=False)  # the real defaults: torch, no second row
+    loaded = bench.Models.load(minilm_path, device="cpu")
+    assert loaded.dewey.model.backend == "torch" and loaded.dewey_equal is None
+    assert loaded.runtime("dewey") == "torch float32, sdpa attention"
     pytest.importorskip("openvino")
-    monkeypatch.delenv("DEWEY_BACKEND", raising=False)  # the real defaults
+    monkeypatch.setenv("DEWEY_BACKEND", "openvino")  # how the README measures the OpenVINO backend
     monkeypatch.setenv("DEWEY_CACHE", str(tmp_path_factory.getbasetemp() / "dewey-cache"))
     loaded = bench.Models.load(minilm_path, device="cpu")
     assert loaded.dewey.model.backend == "openvino" and loaded.dewey_equal.model.backend == "torch"

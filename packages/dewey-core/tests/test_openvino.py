@@ -1,4 +1,4 @@
-"""The OpenVINO backend (the CPU default where installed) gives the torch backend's vectors."""
+"""The OpenVINO backend (opt-in) gives the torch backend's vectors; torch is the default."""
 
 from __future__ import annotations
 
@@ -26,16 +26,16 @@ SUPPORTED = {
 
 @pytest.fixture(autouse=True)
 def default_backend(monkeypatch, tmp_path_factory):
-    """The real default (the root conftest pins torch for the other tests), with a cache of
-    converted models that lives as long as the test session."""
+    """No backend preference in the environment, and a cache of converted models that lives
+    as long as the test session."""
     monkeypatch.delenv("DEWEY_BACKEND", raising=False)
     monkeypatch.setenv("DEWEY_CACHE", str(tmp_path_factory.getbasetemp() / "dewey-cache"))
 
 
 @pytest.mark.parametrize("name", list(SUPPORTED))
-def test_openvino_is_the_cpu_default_and_matches_torch(name, tmp_path, minilm_path):
+def test_openvino_matches_torch(name, tmp_path, minilm_path):
     path = minilm_path if SUPPORTED[name] is None else SUPPORTED[name](tmp_path)
-    fast = DeweyEncoder.from_pretrained(path, device="cpu")
+    fast = DeweyEncoder.from_pretrained(path, device="cpu", backend="openvino")
     torch_ = DeweyEncoder.from_pretrained(path, device="cpu", backend="torch")
     assert fast.model.backend == "openvino" and torch_.model.backend == "torch"
     assert fast.model.backbone is torch_.model.backbone  # one copy of the weights
@@ -50,13 +50,27 @@ def test_conversion_is_cached_on_disk(tmp_path, monkeypatch):
     converted = []
     original = ov_backend._convert
     monkeypatch.setattr(ov_backend, "_convert", lambda m, t: converted.append(t) or original(m, t))
-    first = DeweyEncoder.from_pretrained(path, device="cpu")
+    first = DeweyEncoder.from_pretrained(path, device="cpu", backend="openvino")
     # What a new process does: compile the model again from the cache, without converting it.
     second = DeweyEncoder(ov_backend.on_openvino(
         DeweyEncoder.from_pretrained(path, device="cpu", backend="torch").model))
     assert len(converted) == 1 and second.model.forward is not first.model.forward
     np.testing.assert_allclose(first.encode_documents(TEXTS), second.encode_documents(TEXTS),
                                atol=1e-6)
+
+
+def test_torch_is_the_default_and_the_environment_can_prefer_openvino(tmp_path, minilm_path,
+                                                                      monkeypatch):
+    assert DeweyEncoder.from_pretrained(minilm_path, device="cpu").model.backend == "torch"
+    monkeypatch.setenv("DEWEY_BACKEND", "openvino")
+    assert DeweyEncoder.from_pretrained(minilm_path, device="cpu").model.backend == "openvino"
+    # A preference, not an order: what OpenVINO cannot run stays on torch.
+    assert DeweyEncoder.from_pretrained(tiny_dewey(tmp_path), device="cpu").model.backend == "torch"
+    assert DeweyEncoder.from_pretrained(minilm_path, device="cpu", backend="torch").model.backend \
+        == "torch"
+    monkeypatch.setenv("DEWEY_BACKEND", "onnx")
+    with pytest.raises(ValueError, match="DEWEY_BACKEND must be one of"):
+        DeweyEncoder.from_pretrained(minilm_path, device="cpu")
 
 
 def test_families_it_cannot_run_stay_on_torch(tmp_path, minilm_path):
@@ -74,4 +88,4 @@ def test_families_it_cannot_run_stay_on_torch(tmp_path, minilm_path):
 
 def test_packed_batches_are_refused_on_openvino(minilm_path):
     with pytest.raises(ValueError, match="cannot run packed batches"):
-        DeweyEncoder.from_pretrained(minilm_path, device="cpu", packed=True)
+        DeweyEncoder.from_pretrained(minilm_path, device="cpu", packed=True, backend="openvino")

@@ -84,8 +84,9 @@ class DeweyEncoder:
             token_budget: padded tokens per batch (default 2048 on CPU, 16384 on GPU).
             batch_size: at most this many sequences per batch as well (default: no cap).
             packed: padding-free batches; default on with varlen kernels (CUDA).
-            backend: ``"torch"`` or ``"openvino"`` (CPU, float32, about twice as fast: see
-                :mod:`dewey_core.openvino`); default OpenVINO where it applies and is installed.
+            backend: ``"torch"`` (default) or ``"openvino"`` (CPU, float32, sentence-transformers
+                and Stella models: see :mod:`dewey_core.openvino`); ``$DEWEY_BACKEND`` sets a
+                preference.
             model_options: family options (e.g. ``pooling`` for dewey_en_beta, ``attention``).
         """
         device = resolve_device(device)

@@ -77,14 +77,15 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
 
     Encode-time options (dewey's ``pooling``, Jasper's and Stella's ``vector_dim``) give a view
     of the shared model, so they never load the weights twice; a load option left at its
-    default and the same value given explicitly share one model too. ``backend=None`` takes
-    ``$DEWEY_BACKEND`` if set, else runs the forward step on OpenVINO where it can (a float32
-    model on the CPU, a supported family, openvino installed) and on torch otherwise.
+    default and the same value given explicitly share one model too. The forward step runs on
+    torch unless ``backend="openvino"`` (refused, naming why, where it cannot apply) or
+    ``$DEWEY_BACKEND=openvino`` (a preference: models OpenVINO cannot run stay on torch).
     """
     hub = {key: options.pop(key) for key in HUB_OPTIONS if key in options}
-    backend = backend or os.environ.get("DEWEY_BACKEND") or None
-    if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
+    preferred = os.environ.get("DEWEY_BACKEND") or None
+    for name, value in (("backend", backend), ("DEWEY_BACKEND", preferred)):
+        if value is not None and value not in BACKENDS:
+            raise ValueError(f"{name} must be one of {BACKENDS} or unset, got {value!r}")
     # Remote code is opt-in; only then are the checkpoint's Python files fetched.
     patterns = [*_DOWNLOAD_PATTERNS, "*.py"] if options.get("trust_remote_code") else None
     path = resolve_model_dir(name_or_path, patterns=patterns, **hub)
@@ -98,7 +99,8 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
             logger.info("loaded %s (%s) on %s in %s, %s attention", path, family.name, device,
                         str(dtype).removeprefix("torch."), _loaded[key].attention.kernel)
         model = _loaded[key]
-        if backend == "openvino" or (backend is None and not options.get("trust_remote_code")
+        if backend == "openvino" or (backend is None and preferred == "openvino"
+                                     and not options.get("trust_remote_code")
                                      and unsupported_reason(model) is None):
             if (*key, "openvino") not in _loaded:
                 _loaded[(*key, "openvino")] = on_openvino(model)

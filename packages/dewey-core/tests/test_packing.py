@@ -139,3 +139,39 @@ def test_varlen_kernel_matches_padded_sdpa(name, tmp_path, minilm_path):
     expected = sdpa.encode_documents(TEXTS)
     assert _min_cosine(expected, packed.encode_documents(TEXTS)) >= 0.9999
     assert _min_cosine(expected, padded.encode_documents(TEXTS)) >= 0.9999
+
+
+def _reference_varlen(q, k, v, cu_q, cu_k, scale, window):
+    from dewey_core.attention import _per_sequence_attention
+
+    return _per_sequence_attention(q, k, v, cu_q, cu_k, scale, window)
+
+
+def _varlen_2_10(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, return_aux=None):
+    # torch 2.10's signature: no scale, window or grouped-query heads.
+    assert key.shape[1] == query.shape[1], "2.10 has no grouped-query attention"
+    return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, None, (-1, 0 if is_causal else -1))
+
+
+def _varlen_later(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None,
+                  scale=None, window_size=(-1, -1), enable_gqa=False):
+    assert enable_gqa or key.shape[1] == query.shape[1]
+    return _reference_varlen(query, key, value, cu_seq_q, cu_seq_k, scale, tuple(window_size))
+
+
+@pytest.mark.parametrize("kernel", [_varlen_2_10, _varlen_later], ids=["torch-2.10", "torch-2.11+"])
+@pytest.mark.parametrize("window", [(-1, -1), (-1, 0), (2, 2)], ids=["full", "causal", "sliding"])
+@pytest.mark.parametrize("kv_heads", [4, 2], ids=["mha", "gqa"])
+def test_varlen_call_adapts_to_each_torch_signature(kernel, window, kv_heads):
+    # torch's varlen_attn changed its arguments between releases (2.10: is_causal only; later:
+    # scale, window_size, enable_gqa). Every release must compute the same attention.
+    from dewey_core.attention import call_varlen_attn
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(9, 4, 8, generator=gen)
+    k, v = (torch.randn(9, kv_heads, 8, generator=gen) for _ in range(2))
+    cu = torch.tensor([0, 4, 9], dtype=torch.int32)
+    expected = _reference_varlen(q, k.repeat_interleave(4 // kv_heads, 1),
+                                 v.repeat_interleave(4 // kv_heads, 1), cu, cu, 0.3, window)
+    got = call_varlen_attn(kernel, q, k, v, cu, cu, 5, 5, 0.3, window)
+    assert torch.allclose(got, expected, atol=1e-5)

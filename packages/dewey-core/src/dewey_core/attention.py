@@ -208,8 +208,32 @@ def _varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale, window) -> torch.Tensor:
         return _per_sequence_attention(q, k, v, cu_q, cu_k, scale, window)
     from torch.nn.attention.varlen import varlen_attn
 
-    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scale, window_size=window,
-                       enable_gqa=k.shape[1] != q.shape[1])
+    return call_varlen_attn(varlen_attn, q, k, v, cu_q, cu_k, max_q, max_k, scale, window)
+
+
+def call_varlen_attn(varlen_attn, q, k, v, cu_q, cu_k, max_q, max_k, scale, window) -> torch.Tensor:
+    """``varlen_attn`` called through the arguments its torch release takes. torch 2.10's takes
+    only ``is_causal`` (no scale, window or grouped-query heads); later ones take ``scale``,
+    ``window_size`` and ``enable_gqa``. What a release lacks is done here, or, for a sliding
+    window it cannot express, per sequence with SDPA."""
+    params = inspect.signature(varlen_attn).parameters
+    kwargs: dict[str, Any] = {}
+    if k.shape[1] != q.shape[1]:
+        if "enable_gqa" in params:
+            kwargs["enable_gqa"] = True
+        else:
+            k, v = (x.repeat_interleave(q.shape[1] // x.shape[1], 1) for x in (k, v))
+    if "window_size" in params:
+        kwargs["window_size"] = window
+    elif window in ((-1, -1), (-1, 0)):
+        kwargs["is_causal"] = window == (-1, 0)
+    else:
+        return _per_sequence_attention(q, k, v, cu_q, cu_k, scale, window)
+    if "scale" in params:
+        kwargs["scale"] = scale
+    elif scale is not None:  # the kernel scales by 1/sqrt(head size): fold the rest into q
+        q = q * (scale * q.shape[-1] ** 0.5)
+    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
 
 
 def varlen_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,

@@ -23,6 +23,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _health_on_one_connection(port: int, idle_s: float) -> list[bytes]:
+    """Two GET /health on one kept-alive connection, ``idle_s`` apart; each response's status line."""
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+    statuses = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        for i in range(2):
+            if i:
+                time.sleep(idle_s)
+            sock.sendall(request)
+            statuses.append(sock.recv(65536).split(b"\r\n", 1)[0])
+    return statuses
+
+
 @pytest.mark.slow
 def test_sigterm_finishes_in_flight_requests(minilm_path, minilm, pydoc_topics):
     port = _free_port()
@@ -42,6 +55,9 @@ def test_sigterm_finishes_in_flight_requests(minilm_path, minilm, pydoc_topics):
                 pass
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.5)
+        # An idle connection outlives the clients' pool expiry (httpx's 5 s): reusing it after 6 s
+        # gets an answer, not a connection the server closed under the client (uvicorn's 5 s).
+        assert _health_on_one_connection(port, idle_s=6.0) == [b"HTTP/1.1 200 OK"] * 2
         # Four requests of ~2K tokens each: seconds of work on a CPU, all in flight at SIGTERM.
         words = " ".join(pydoc_topics.values()).split()
         requests = [[" ".join(words[i * 2000 + j * 150:i * 2000 + j * 150 + 150]) for j in range(8)]

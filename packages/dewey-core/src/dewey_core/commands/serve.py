@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from dewey_core.commands.embed import add_model_options
+from dewey_core.serving import KEEP_ALIVE_SECONDS
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
@@ -47,6 +48,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                    help="characters of text per request (default 2000000)")
     p.add_argument("--no-batching", action="store_true",
                    help="serve requests one at a time (a baseline for benchmarks)")
+    p.add_argument("--timeout-keep-alive", type=float, default=KEEP_ALIVE_SECONDS,
+                   help="seconds an idle connection stays open (default %(default)s: longer than "
+                        "clients keep idle pooled connections, so none reuses one being closed)")
     p.add_argument("--shutdown-timeout", type=float, default=60.0,
                    help="seconds to let in-flight requests finish on SIGTERM/SIGINT (default 60)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn stops accepting on SIGTERM/SIGINT, lets in-flight requests finish, then the app's
     # lifespan drains the batch queue.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=args.shutdown_timeout)
+                timeout_graceful_shutdown=args.shutdown_timeout, timeout_keep_alive=args.timeout_keep_alive)
     return 0
 
 

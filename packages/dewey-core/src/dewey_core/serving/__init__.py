@@ -10,3 +10,8 @@ extra (FastAPI, uvicorn); importing this package alone imports neither.
 Example:
     dewey serve --model sentence-transformers/all-MiniLM-L6-v2 --port 8080
 """
+
+KEEP_ALIVE_SECONDS = 75.0
+"""How long the server keeps an idle connection. uvicorn's default (5 s) equals the idle expiry
+of httpx's pool (the openai client's), so a client could send a request on a connection the
+server is closing and get a dropped connection; the server must outlast the client."""

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
+from dewey_core.serving import KEEP_ALIVE_SECONDS
+
 
 @contextmanager
 def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, *, startup_timeout: float = 60.0,
@@ -28,7 +30,8 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0, *, startup_time
     On exit the server shuts down as on SIGTERM: in-flight requests finish, the queue drains.
     """
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                           lifespan="on", timeout_graceful_shutdown=60))
+                                           lifespan="on", timeout_graceful_shutdown=60,
+                                           timeout_keep_alive=KEEP_ALIVE_SECONDS))
     thread = threading.Thread(target=server.run, name="dewey-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

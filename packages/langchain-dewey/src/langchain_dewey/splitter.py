@@ -192,7 +192,7 @@ class DeweyTextSplitter(TextSplitter):
         chunker = {} if spans is not None else {"chunk_size": self._chunk_size,
                                                 "chunk_overlap": self._chunk_overlap,
                                                 "chunking": self.chunking}
-        docs = emb.encoder.late_chunk(texts, spans=spans, dim=emb.dim, allow_overlap=True,
+        docs = emb.encoder.late_chunk(texts, spans=spans, dim=emb.output_dim, allow_overlap=True,
                                       show_progress=emb.show_progress, **chunker)
         if spans is None:
             self._check_capacity(sum(len(d.chunks) for d in docs))

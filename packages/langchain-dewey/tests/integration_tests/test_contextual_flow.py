@@ -127,13 +127,19 @@ def test_a_splitter_that_rewrites_text_is_refused(embeddings):
         splitter.split_documents([Document("lower case text here")])
 
 
-def test_dim_truncation_flows_through(minilm_path, corpus):
-    emb = DeweyEmbeddings(model=minilm_path, device="cpu", dim=128)
-    chunks = DeweyTextSplitter(emb, chunk_size=64).split_documents(corpus[:1])
+@pytest.mark.parametrize("size", [{"dim": 128}, {"model_kwargs": {"truncate_dim": 128}}],
+                         ids=["dim", "truncate_dim"])
+def test_dim_truncation_flows_through(minilm_path, corpus, size):
+    emb = DeweyEmbeddings(model=minilm_path, device="cpu", **size)
+    split = DeweyTextSplitter(emb, chunk_size=64).split_for_storage(corpus[:1])
+    chunks = split.chunks
     store = InMemoryVectorStore.from_documents(chunks, emb)
     vectors = stored_vectors(store, chunks)
+    assert emb.output_dim == 128
     assert vectors.shape[1] == 128 and len(emb.embed_query("q")) == 128
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    [record] = [r for k, r in split.records if k == global_key(chunks[0].metadata["dewey_doc_id"])]
+    assert read_global_record(record).shape == (128,)
 
 
 async def test_async_embedding_does_not_block_the_event_loop(embeddings, pydoc_topics):

@@ -137,6 +137,7 @@ class ContextualVectorCache:
         self._by_position: dict[Position, int] = {}
         self._by_key: dict[str, list[int]] = {}
         self._by_doc: dict[str, list[int]] = {}
+        self._doc_keys: dict[str, str | None] = {}  # doc id -> hash of the text it was split from
         self._forgotten: OrderedDict[str, None] = OrderedDict()
         self._cursor: int | None = None  # where the previous call's run ended
         self._pinned = threading.local()
@@ -144,12 +145,22 @@ class ContextualVectorCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, doc_id: str, chunks: Sequence[tuple[int, int, str, np.ndarray]]) -> None:
-        """File the chunks ``(start, end, text, vector)`` of one document, in order, replacing
-        whatever was filed for ``doc_id`` before (an edited document's old chunks are stale)."""
+    def add(self, doc_id: str, chunks: Sequence[tuple[int, int, str, np.ndarray]],
+            document_text: str | None = None) -> None:
+        """File the chunks ``(start, end, text, vector)`` of one document, in order.
+
+        When ``document_text`` is the text ``doc_id`` was filed with before, earlier chunks stay
+        (another split of the same text, e.g. at another chunk size, is still valid); otherwise
+        whatever was filed for ``doc_id`` is replaced (an edited document's old chunks are stale)
+        and remembered as forgotten, so storing them later warns instead of silently embedding
+        them without context."""
         with self._lock:
-            for seq in list(self._by_doc.get(doc_id, ())):
-                self._remove(seq)
+            document_key = None if document_text is None else text_key(document_text)
+            if document_key is None or self._doc_keys.get(doc_id) != document_key:
+                for seq in list(self._by_doc.get(doc_id, ())):
+                    self._forgotten[self._entries[seq].key] = None
+                    self._remove(seq)
+            self._doc_keys[doc_id] = document_key
             for start, end, text, vector in chunks:
                 position = (doc_id, start, end)
                 if position in self._by_position:  # the same span twice (overlap allowed)
@@ -176,6 +187,8 @@ class ContextualVectorCache:
             seqs.remove(seq)
             if not seqs:
                 del index[name]
+                if index is self._by_doc:
+                    self._doc_keys.pop(name, None)
 
     def by_position(self, doc_id: str, start: int, end: int) -> np.ndarray | None:
         with self._lock:
@@ -275,5 +288,6 @@ class ContextualVectorCache:
             self._by_position.clear()
             self._by_key.clear()
             self._by_doc.clear()
+            self._doc_keys.clear()
             self._forgotten.clear()
             self._cursor = None

@@ -198,8 +198,9 @@ class DeweyTextSplitter(TextSplitter):
             self._check_capacity(sum(len(d.chunks) for d in docs))
         if emb.contextual_cache_chunks == 0:  # the flow is off: nothing to file
             return docs
-        for doc_id, doc in zip(doc_ids, docs, strict=True):
-            emb.contextual_cache.add(doc_id, [(c.start, c.end, c.text, c.embedding) for c in doc.chunks])
+        for doc_id, text, doc in zip(doc_ids, texts, docs, strict=True):
+            emb.contextual_cache.add(doc_id, [(c.start, c.end, c.text, c.embedding) for c in doc.chunks],
+                                     document_text=text)
         return docs
 
     def _check_capacity(self, n_chunks: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_text_splitters import CharacterTextSplitter, RecursiveCharacterTextSplitter
 
-from langchain_dewey import DeweyEmbeddings, DeweyTextSplitter, global_key, read_global_record
+from langchain_dewey import DeweyEmbeddings, DeweyTextSplitter, HandoffWarning, global_key, read_global_record
 
 
 def stored_vectors(store: InMemoryVectorStore, chunks: list[Document]) -> np.ndarray:
@@ -178,6 +179,27 @@ def test_documents_stored_one_at_a_time_keep_their_own_vector_for_a_shared_text(
         store.add_documents(chunks)
         [ref] = embeddings.encoder.late_chunk([doc.page_content], spans=[spans_of(chunks)])
         np.testing.assert_allclose(stored_vectors(store, chunks), ref.chunk_embeddings, atol=1e-5)
+
+
+def test_two_chunk_sizes_of_the_same_documents_each_keep_their_context(embeddings, corpus):
+    small = DeweyTextSplitter(embeddings, chunk_size=32).split_documents(corpus[:2])
+    large = DeweyTextSplitter(embeddings, chunk_size=96).split_documents(corpus[:2])
+    for chunks in (small, large):  # stored after both splits, in either order
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", HandoffWarning)
+            store = InMemoryVectorStore.from_documents(chunks, embeddings)
+        for doc in corpus[:2]:
+            mine = [c for c in chunks if c.metadata["source"] == doc.metadata["source"]]
+            [reference] = embeddings.encoder.late_chunk([doc.page_content], spans=[spans_of(mine)])
+            np.testing.assert_allclose(stored_vectors(store, mine), reference.chunk_embeddings, atol=1e-5)
+
+
+def test_an_edited_document_s_old_chunks_warn_when_stored(embeddings, corpus):
+    old = DeweyTextSplitter(embeddings, chunk_size=64).split_documents(corpus[:1])
+    edited = Document("Edited. " + corpus[0].page_content, id=old[0].metadata["dewey_doc_id"])
+    DeweyTextSplitter(embeddings, chunk_size=64).split_documents([edited])
+    with pytest.warns(HandoffWarning, match="have no contextual vector"):
+        InMemoryVectorStore.from_documents(old, embeddings)
 
 
 def test_cache_size_zero_turns_the_flow_off(minilm_path, corpus):

@@ -193,6 +193,18 @@ def test_resplitting_a_document_replaces_its_vectors():
     assert cache.by_position("a", 0, 1) is None and _firsts(cache.take(["x"])) == [7]
 
 
+def test_another_split_of_the_same_text_keeps_the_first_and_an_edit_forgets_it():
+    cache = ContextualVectorCache(max_chunks=10)
+    cache.add("a", [(0, 5, "alpha", _v(1)), (5, 9, "omega", _v(2))], document_text="alphaomega")
+    cache.add("a", [(0, 9, "alphaomega", _v(3))], document_text="alphaomega")  # another chunk size
+    assert _firsts(cache.take(["alpha", "omega"])) == [1, 2]
+    assert _firsts(cache.take(["alphaomega"])) == [3]
+    cache.add("a", [(0, 5, "alpha", _v(4))], document_text="alpha")  # edited: the rest is stale
+    found = cache.take(["alphaomega", "omega"])
+    assert _firsts(found) == [None, None] and found.forgotten == [0, 1]
+    assert _firsts(cache.take(["alpha"])) == [4]
+
+
 def test_a_pinned_handoff_is_exact_and_refuses_anything_else():
     cache = ContextualVectorCache(max_chunks=10)
     cache.add("a", [(0, 4, "same", _v(1))])

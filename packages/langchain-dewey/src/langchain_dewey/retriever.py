@@ -3,6 +3,7 @@ dewey-core with each chunk's score fused with its document's global score."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -38,6 +39,16 @@ BEST_CHUNK_START = "dewey_best_chunk_start"
 BEST_CHUNK_ID = "dewey_best_chunk_id"
 
 _MAX_WIDENING = 8  # documents mode: fetch up to fetch_k * 2**8 chunks to find k documents
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the calling function point at the
+    first frame outside pydantic, LangChain and this package: the user's own line."""
+    level, frame = 1, sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+            ("pydantic", "langchain_core", "langchain_dewey")):
+        level, frame = level + 1, frame.f_back
+    return level + 1
 
 
 class DeweyRetriever(BaseRetriever):
@@ -114,7 +125,8 @@ class DeweyRetriever(BaseRetriever):
             if not isinstance(store_embeddings, DeweyEmbeddings):
                 raise ValueError("pass embeddings=DeweyEmbeddings(...): the vector store's "
                                  f"embeddings are {type(store_embeddings).__name__}")
-            self.embeddings = store_embeddings
+            # Not `self.embeddings = ...`: under validate_assignment that reruns this validator.
+            object.__setattr__(self, "embeddings", store_embeddings)
         if self.mode == "documents" and self.docstore is None:
             raise ValueError("mode='documents' needs docstore=, the store that DeweyTextSplitter "
                              "filled with the parent documents")
@@ -122,7 +134,8 @@ class DeweyRetriever(BaseRetriever):
         if self.docstore is None and self.fusion_weight > 0:
             warnings.warn("DeweyRetriever has no docstore, so it knows no document vectors: chunks are "
                           "ranked by their own scores (fusion_weight has no effect). Pass the docstore "
-                          "given to DeweyTextSplitter(docstore=...).", UserWarning, stacklevel=2)
+                          "given to DeweyTextSplitter(docstore=...).", UserWarning,
+                          stacklevel=_caller_stacklevel())
         return self
 
     # ------------------------------------------------------------------ ingestion

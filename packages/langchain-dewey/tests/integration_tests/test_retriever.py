@@ -176,8 +176,10 @@ def test_chunks_without_a_document_vector_report_no_global_score(embeddings):
 
 def test_no_docstore_means_no_fusion_and_says_so(ingested):
     _, store, _ = ingested
-    with pytest.warns(UserWarning, match="has no docstore.*fusion_weight has no effect"):
+    with pytest.warns(UserWarning, match="has no docstore.*fusion_weight has no effect") as caught:
         retriever = DeweyRetriever(vectorstore=store, k=2)
+    # Once, and at this line (not inside pydantic), so warning filters by module work.
+    assert [w.filename for w in caught if "docstore" in str(w.message)] == [__file__]
     for hit in retriever.invoke("lambda"):
         assert hit.metadata["dewey_global_score"] is None
 

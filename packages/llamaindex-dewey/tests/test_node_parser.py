@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -282,6 +283,23 @@ def test_pickle_does_not_carry_the_model(minilm_path):
     assert parser._encoder is not None
     copy = pickle.loads(pickle.dumps(parser))
     assert copy._encoder is None and copy.to_dict() == parser.to_dict()
+
+
+def test_worker_processes_say_their_global_vectors_stay_there(minilm_path, capfd):
+    # IngestionPipeline(num_workers=2) pickles the parser into spawned processes: each files the
+    # global vectors into its own copy of the in-memory docstore, which the caller never sees.
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", chunk_size=16)
+    docs = [Document(text="Saffron is the dried stigma of a crocus flower.", id_="d1"),
+            Document(text="Rust is a systems language with a borrow checker.", id_="d2")]
+    nodes = IngestionPipeline(transformations=[parser]).run(documents=docs, num_workers=2)
+    assert {n.ref_doc_id for n in nodes} == {"d1", "d2"} and all(n.embedding for n in nodes)
+    assert get_global_vectors(parser.docstore, ["d1", "d2"]) == {}
+    assert "running in another process than the one that made it" in capfd.readouterr().err
+    same_process = pickle.loads(pickle.dumps(parser))  # a copy in this process files quietly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same_process.get_nodes_from_documents(docs[:1])
+    assert list(get_global_vectors(same_process.docstore, ["d1"])) == ["d1"]
 
 
 def test_cache_hash_follows_settings(minilm_path):

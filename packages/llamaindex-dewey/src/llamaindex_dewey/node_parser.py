@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from llama_index.core.bridge.pydantic import Field, field_serializer, field_validator
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer, field_validator
 from llama_index.core.node_parser import NodeParser
 from llama_index.core.node_parser.loading import all_node_parsers
 from llama_index.core.node_parser.node_utils import build_nodes_from_splits, default_id_func
@@ -86,6 +88,10 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         default_factory=SimpleDocumentStore, exclude=True,
         description="Where each document's global embedding is kept (not serialised).")
 
+    _pickled_in: int | None = PrivateAttr(default=None)
+    """The process this copy was pickled in (IngestionPipeline's ``num_workers`` pickles the
+    parser into worker processes), to tell when filed vectors cannot reach the caller."""
+
     @classmethod
     def class_name(cls) -> str:
         return "DeweyNodeParser"
@@ -94,6 +100,16 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         memo = {} if memo is None else memo
         memo[id(self.docstore)] = self.docstore  # a copy files into the same store
         return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["__pydantic_private__"] = {**(state.get("__pydantic_private__") or {}),
+                                         "_pickled_in": os.getpid()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # LlamaIndex's re-runs __init__, which resets private attributes
+        self._pickled_in = (state.get("__pydantic_private__") or {}).get("_pickled_in")
 
     # ------------------------------------------------------------------ serialisation
     @field_serializer("splitter")
@@ -191,6 +207,13 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
     def _keep_globals(self, docs: list[BaseNode], encoded: list[LateChunkedDocument]) -> None:
         """File each document's global vector under the ref_doc_id its nodes will carry (a
         document's own source when it has one, as LlamaIndex's post-processing sets it)."""
+        if self._pickled_in not in (None, os.getpid()) and isinstance(self.docstore, SimpleDocumentStore):
+            warnings.warn(
+                "DeweyNodeParser is running in another process than the one that made it (e.g. "
+                "IngestionPipeline.run(num_workers>1)): the documents' global embeddings go into this "
+                "process's copy of its in-memory docstore and never reach yours, so DeweyRetriever "
+                "cannot fuse document scores. Run with num_workers=1, or give the parser a docstore "
+                "that other processes share (Redis, MongoDB, Postgres, ...).", UserWarning, stacklevel=2)
         put_global_vectors(self.docstore, {
             (doc.source_node.node_id if doc.source_node is not None else doc.node_id): result.global_embedding
             for doc, result in zip(docs, encoded, strict=True) if result.chunks})

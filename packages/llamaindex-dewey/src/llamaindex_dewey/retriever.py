@@ -170,8 +170,11 @@ class DeweyRetriever(BaseRetriever):
             global_scores = [scores.get(n.ref_doc_id) for n in nodes]
             if not scores and any(n.ref_doc_id for n in nodes):
                 warnings.warn("none of the candidate nodes' documents has a global embedding in this "
-                              "docstore: nodes are ranked by their own scores. Pass the DeweyNodeParser's "
-                              "docstore (or an index built with it).", UserWarning, stacklevel=4)
+                              "docstore: nodes are ranked by their own scores. Pass the docstore of the "
+                              "DeweyNodeParser that parsed them (or an index built with it); it has none "
+                              "when the nodes were parsed in worker processes (IngestionPipeline "
+                              "num_workers > 1) or came from an IngestionCache hit without that docstore.",
+                              UserWarning, stacklevel=4)
         hits = rank_chunk_scores(chunk_scores, doc_ids, global_scores, top_k=self.similarity_top_k,
                                  fusion_weight=self.fusion_weight)
         return [NodeWithScore(node=nodes[h.index], score=h.score) for h in hits]

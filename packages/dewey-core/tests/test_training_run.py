@@ -113,6 +113,16 @@ def test_the_model_changed_and_the_adapters_load_it(trained, minilm):
         np.testing.assert_allclose(np.asarray(vector), engine, atol=1e-5)
 
 
+def test_frozen_layers_keep_their_weights_and_the_rest_train(minilm_path, corpus, tmp_path):
+    result = train(corpus, tmp_path / "frozen", small(minilm_path, steps=2, held_out_fraction=0.0,
+                                                      freeze_layers=4), show_progress=False)
+    start = load_file(f"{minilm_path}/model.safetensors")
+    after = load_file(str(result.model_dir / "model.safetensors"))
+    changed = {k for k in after if not torch.equal(start[k], after[k])}
+    assert changed and all(k.startswith(("encoder.layer.4.", "encoder.layer.5.", "pooler.")) for k in changed)
+    assert any(k.startswith("encoder.layer.4.") for k in changed)
+
+
 def test_a_finished_run_is_not_overwritten(trained, corpus, minilm_path):
     with pytest.raises(TrainingError, match="already holds a finished training run"):
         train(corpus, trained[0].model_dir, small(minilm_path), show_progress=False)

@@ -74,6 +74,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                         f"puts it (default {_DEFAULTS.plain_weight}; 0 turns it off)")
     p.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate,
                    help=f"default {_DEFAULTS.learning_rate}")
+    p.add_argument("--freeze-layers", type=int, default=_DEFAULTS.freeze_layers,
+                   help="keep the embeddings and the first N transformer layers at their starting "
+                        "weights (default 0: train every layer)")
     p.add_argument("--windows-per-step", type=int, default=_DEFAULTS.windows_per_step,
                    help=f"model windows per chunk-alignment step (default {_DEFAULTS.windows_per_step})")
     p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size,
@@ -112,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainingConfig(
             model=args.model, teacher=args.teacher, objective=args.objective, steps=args.steps,
-            learning_rate=args.learning_rate, chunk_sizes=args.chunk_sizes,
+            learning_rate=args.learning_rate,
+            freeze_layers=args.freeze_layers, chunk_sizes=args.chunk_sizes,
             chunk_context=args.chunk_context, opening_tokens=args.opening_tokens,
             global_weight=args.global_weight, plain_weight=args.plain_weight,
             windows_per_step=args.windows_per_step,

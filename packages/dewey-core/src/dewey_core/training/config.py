@@ -36,6 +36,9 @@ class TrainingConfig:
     told its context) or ``distillation`` (the student's embeddings towards the teacher's)."""
     steps: int = 600
     learning_rate: float = 2e-5
+    freeze_layers: int = 0
+    """Keep the embeddings and the first ``freeze_layers`` transformer layers at their starting
+    weights (``0``: train every layer)."""
     projection_learning_rate: float = 1e-3
     """For the projection to the teacher's size (new weights learn faster than pretrained ones)."""
     warmup_fraction: float = 0.1
@@ -115,6 +118,8 @@ class TrainingConfig:
             if check_int(dim, "matryoshka dimension") < 1:
                 raise ValueError(f"matryoshka dimensions must be positive, got {self.matryoshka_dims}")
         check_int(self.max_length, "max_length", optional=True)
+        if check_int(self.freeze_layers, "freeze_layers") < 0:
+            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         return self
 
     def as_dict(self) -> dict:

@@ -29,6 +29,7 @@ from dewey_core.training.config import CHUNK_ALIGNMENT, TrainingConfig
 from dewey_core.training.corpus import Corpus, CorpusSplit, read_corpus, split_corpus
 from dewey_core.training.export import save_sentence_transformer
 from dewey_core.training.forward import TrainingForward
+from dewey_core.training.freezing import count_layers, frozen
 from dewey_core.training.heldout import evaluate_held_out_retrieval, sentence_removal_set
 from dewey_core.training.objectives import ChunkAlignment, Distillation, chunk_targets
 from dewey_core.training.report import plot_loss, write_report
@@ -186,6 +187,10 @@ class _Run:
                 f"are trained towards the teacher's embedding of the same tokens), but {config.teacher} "
                 f"tokenises text differently from {config.model}; use objective='distillation' "
                 "for a teacher with another tokenizer")
+        layers = count_layers(name for name, _ in student_model.backbone.named_parameters())
+        if config.freeze_layers and config.freeze_layers >= layers:
+            raise TrainingError(f"freeze_layers={config.freeze_layers} leaves nothing to train: the student "
+                                f"has {layers} transformer layers")
         self.base_dense = list(student_model.dense) if student_model.dense is not None else []
         self.projection = None
         if self.teacher.dimension != self.student.dimension:
@@ -216,7 +221,9 @@ class _Run:
 
     # ------------------------------------------------------------------ optimisation
     def _parameters(self) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-        base = [*self.student_model.backbone.parameters(),
+        """The trained parameters: the student's (less the frozen ones) and the new projection."""
+        backbone = self.student_model.backbone.named_parameters()
+        base = [*(p for name, p in backbone if not frozen(name, self.config.freeze_layers)),
                 *(p for m in self.base_dense for p in m.parameters())]
         new = list(self.projection.parameters()) if self.projection is not None else []
         return base, new
@@ -228,6 +235,8 @@ class _Run:
                   {"params": [p for p in base if p.ndim < 2], "weight_decay": 0.0}]
         if new:
             groups.append({"params": new, "weight_decay": 0.0, "lr": config.projection_learning_rate})
+        for p in self.student_model.backbone.parameters():
+            p.requires_grad_(False)  # frozen layers need no gradients
         for p in [*base, *new]:
             p.requires_grad_(True)
         optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)

@@ -3,7 +3,6 @@ dewey-core with each chunk's score fused with its document's global score."""
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, model_validator
 
 from dewey_core import DEFAULT_FUSION_WEIGHT, ScoreKind, rank_chunk_scores, rank_document_scores
+from langchain_dewey._stack import caller_stacklevel
 from langchain_dewey.contextual import (
     CHUNK_IDS,
     CHUNK_INDEX,
@@ -39,16 +39,6 @@ BEST_CHUNK_START = "dewey_best_chunk_start"
 BEST_CHUNK_ID = "dewey_best_chunk_id"
 
 _MAX_WIDENING = 8  # documents mode: fetch up to fetch_k * 2**8 chunks to find k documents
-
-
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` that makes a warning raised by the calling function point at the
-    first frame outside pydantic, LangChain and this package: the user's own line."""
-    level, frame = 1, sys._getframe(2)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(
-            ("pydantic", "langchain_core", "langchain_dewey")):
-        level, frame = level + 1, frame.f_back
-    return level + 1
 
 
 class DeweyRetriever(BaseRetriever):
@@ -135,7 +125,7 @@ class DeweyRetriever(BaseRetriever):
             warnings.warn("DeweyRetriever has no docstore, so it knows no document vectors: chunks are "
                           "ranked by their own scores (fusion_weight has no effect). Pass the docstore "
                           "given to DeweyTextSplitter(docstore=...).", UserWarning,
-                          stacklevel=_caller_stacklevel())
+                          stacklevel=caller_stacklevel())
         return self
 
     # ------------------------------------------------------------------ ingestion

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from langchain_core.stores import BaseStore
 from langchain_text_splitters import TextSplitter
 
 from dewey_core import LateChunkedDocument
+from langchain_dewey._stack import caller_stacklevel
 from langchain_dewey.contextual import (
     CHUNK_INDEX,
     DOC_ID,
@@ -185,6 +187,15 @@ class DeweyTextSplitter(TextSplitter):
 
     def _late_chunk(self, texts: list[str], doc_ids: list[str]) -> list[LateChunkedDocument]:
         emb = self.embeddings
+        custom = emb._prompt(emb.encode_kwargs, emb.document_prompt)
+        if custom is not None and custom != emb.encoder.prompts["document"]:
+            warnings.warn(
+                f"the embeddings' document prompt {custom!r} is not used for late chunking: chunk and "
+                f"document vectors get the model's own document prompt "
+                f"{emb.encoder.prompts['document']!r}, and only texts embedded on their own get "
+                f"{custom!r}, so one store would mix vectors made under two prompts. Drop "
+                "document_prompt (and encode_kwargs['prompt']) to use DeweyTextSplitter.",
+                UserWarning, stacklevel=caller_stacklevel())
         spans = None if self.base_splitter is None else [self._spans(i, t) for i, t in enumerate(texts)]
         if spans is not None:
             self._check_capacity(sum(len(s) for s in spans))

@@ -202,6 +202,17 @@ def test_an_edited_document_s_old_chunks_warn_when_stored(embeddings, corpus):
         InMemoryVectorStore.from_documents(old, embeddings)
 
 
+@pytest.mark.parametrize("prompt", [{"document_prompt": "passage: "},
+                                    {"encode_kwargs": {"prompt": "passage: "}}],
+                         ids=["document_prompt", "encode_kwargs"])
+def test_a_document_prompt_late_chunking_cannot_use_is_named(minilm_path, corpus, prompt):
+    emb = DeweyEmbeddings(model=minilm_path, device="cpu", **prompt)
+    unused = "document prompt 'passage: ' is not used for late chunking"
+    with pytest.warns(UserWarning, match=unused) as caught:
+        DeweyTextSplitter(emb, chunk_size=64).split_documents(corpus[:1])
+    assert [w.filename for w in caught] == [__file__]
+
+
 def test_cache_size_zero_turns_the_flow_off(minilm_path, corpus):
     emb = DeweyEmbeddings(model=minilm_path, device="cpu", contextual_cache_chunks=0)
     chunks = DeweyTextSplitter(emb, chunk_size=48).split_documents(corpus[:1])

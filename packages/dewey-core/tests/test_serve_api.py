@@ -278,6 +278,25 @@ def test_health_models_and_metrics(http, server):
     assert 'dewey_rejected_total{reason="too_many_inputs"}' in text or "dewey_rejected" in text
 
 
+def test_a_request_whose_client_left_is_dropped_before_the_model_runs_it(minilm):
+    # A queued request waits up to 2 s for company; its client gives up after 0.3 s. The job
+    # must leave the queue at once and never reach the model (timed-out clients retry, and
+    # every abandoned copy would otherwise be computed ahead of live requests).
+    settings = ServerSettings(model_id=MODEL, max_batch_tokens=100_000, max_wait_ms=2000)
+    with serve_in_thread(create_app(minilm, settings)) as url:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": ["town"] * 50}, timeout=0.3)
+        deadline = time.monotonic() + 1.0
+        while httpx.get(f"{url}/health").json()["queued_requests"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert httpx.get(f"{url}/health").json()["queued_requests"] == 0
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'dewey_rejected_total{reason="client_gone"} 1.0' in metrics
+        assert "dewey_batch_requests_count 0.0" in metrics  # no model call was made
+        live = httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": ["town"]}, timeout=60)
+        assert live.status_code == 200
+
+
 def test_a_full_queue_answers_503_and_an_oversized_request_413(minilm):
     from concurrent.futures import ThreadPoolExecutor
 

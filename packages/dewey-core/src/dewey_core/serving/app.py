@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -26,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from dewey_core.encoder import DeweyEncoder
@@ -130,11 +132,17 @@ class _Service:
         except (ValueError, TypeError) as exc:
             raise APIError(422, str(exc), code="invalid_value", param=param) from None
 
-    async def submit(self, route: str, work: Work, tokens: int, inputs: int, usage: int) -> Any:
+    async def submit(self, route: str, work: Work, tokens: int, inputs: int, usage: int,
+                     request: Request) -> Any:
         if self.closing:
             raise APIError(503, "the server is shutting down", code="shutting_down")
         try:
-            result = await self.batcher.submit(work, tokens)
+            result = await _unless_disconnected(self.batcher.submit(work, tokens), request)
+        except _ClientGone:
+            # Its queued job was cancelled, so the batcher drops it instead of computing it.
+            self.metrics.rejected.labels("client_gone").inc()
+            raise APIError(499, "the client closed the connection before its result was ready",
+                           code="client_closed_request") from None
         except TooLarge as exc:
             self.metrics.rejected.labels("too_many_tokens").inc()
             raise APIError(413, str(exc), code="request_too_large") from None
@@ -154,6 +162,35 @@ class _Service:
                 for i, v in enumerate(vectors)]
         return JSONResponse({"object": "list", "data": data, "model": self.settings.model_id,
                              "usage": {"prompt_tokens": usage, "total_tokens": usage}})
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its request waited for the model."""
+
+
+async def _unless_disconnected(work: Any, request: Request) -> Any:
+    """Await ``work``, but cancel it if the client disconnects first: Starlette does not cancel
+    a handler whose client has gone, and clients that time out and retry would otherwise have
+    every abandoned copy computed ahead of live requests."""
+
+    async def disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass  # the body was read already; the next message is the disconnect
+
+    task, watcher = asyncio.ensure_future(work), asyncio.ensure_future(disconnect())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()  # cancels the job's future: the batcher drops it unrun
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise _ClientGone
 
 
 def create_app(encoder: DeweyEncoder, settings: ServerSettings) -> FastAPI:
@@ -203,7 +240,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
         return JSONResponse(service.model_card())
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest) -> JSONResponse:
+    async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
         service.check_model(body.model)
         texts = body.texts
         service.check_size("input", len(texts), sum(map(len, texts)))
@@ -222,11 +259,11 @@ def _routes(app: FastAPI, service: _Service) -> None:
         work = EmbedWork(texts, body.input_type, body.prompt, body.dimensions, body.normalize)
         vectors = await service.submit("embeddings", work,
                                        service.prep.sequence_tokens(counts, windowed=False),
-                                       len(texts), usage)
+                                       len(texts), usage, request)
         return service.listing(vectors, body.encoding_format, usage)
 
     @app.post("/v1/late_chunk")
-    async def late_chunk(body: LateChunkRequest) -> JSONResponse:
+    async def late_chunk(body: LateChunkRequest, request: Request) -> JSONResponse:
         service.check_model(body.model)
         texts = body.documents
         service.check_size("documents", len(texts), sum(map(len, texts)))
@@ -240,7 +277,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
         work = LateChunkWork(texts, spans, body.chunk_size, body.chunk_overlap, body.chunking,
                              body.context_tokens, body.window_overlap, body.dimensions)
         docs = await service.submit("late_chunk", work, service.prep.sequence_tokens(counts, windowed=True),
-                                    len(texts), usage)
+                                    len(texts), usage, request)
         fmt = body.encoding_format
         data = [{"object": "late_chunked_document", "index": i,
                  "embedding": encode_vector(d.global_embedding, fmt),
@@ -252,7 +289,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
                              "usage": {"prompt_tokens": usage, "total_tokens": usage}})
 
     @app.post("/v1/images/embeddings")
-    async def image_embeddings(body: ImageEmbeddingRequest) -> JSONResponse:
+    async def image_embeddings(body: ImageEmbeddingRequest, request: Request) -> JSONResponse:
         service.check_model(body.model)
         service.check_size("input", len(body.input), 0)
         if not enc.supports_images:
@@ -262,7 +299,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
         items, tokens = await service.prep.run(
             lambda: service.check(lambda: service.prep.images(body.input), "input"))
         vectors = await service.submit("images", ImageWork(items, body.prompt, body.dimensions), tokens,
-                                       len(items), tokens)
+                                       len(items), tokens, request)
         return service.listing(vectors, body.encoding_format, tokens)
 
     @app.post("/v1/count_tokens")

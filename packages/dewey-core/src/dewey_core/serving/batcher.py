@@ -117,7 +117,11 @@ class Batcher:
         self._queued_tokens += tokens
         self._changed()
         self._wake.set()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:  # the caller went away: the worker drops the job now
+            self._wake.set()
+            raise
 
     async def close(self) -> None:
         """Refuse new requests, finish every queued one, stop the worker thread."""
@@ -172,6 +176,9 @@ class Batcher:
             try:
                 await asyncio.wait_for(self._wake.wait(), remaining)
             except asyncio.TimeoutError:
+                return
+            self._drop_cancelled()
+            if not self._queue:
                 return
 
     def _compatible_tokens(self) -> int:

@@ -189,3 +189,20 @@ def test_tokenizer_must_match_config_image_ids(tmp_path):
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=re.escape("does not map '<|jasper_img_token|>'")):
         DeweyEncoder.from_pretrained(path, device="cpu")
+
+
+def test_remote_code_heads_are_chosen_as_the_native_loaders_choose_them():
+    # trust_remote_code=True keeps the authors' Linear heads: a size between heads must come from
+    # the next larger head (then truncated), never from the default head or a smaller one.
+    from dewey_core.models.remote import RemoteCodeModel
+    from dewey_core.models.stella import select_head
+
+    torch.manual_seed(0)
+    heads = {d: torch.nn.Linear(8, d) for d in (256, 512, 1024, 12288)}
+    model = object.__new__(RemoteCodeModel)  # the checkpoint's own code is not needed to project
+    model.heads, model.dimension = heads, 1024
+    pooled = torch.randn(2, 8)
+    for dim, size in ((None, 1024), (256, 256), (300, 512), (2048, 12288)):
+        out = model.project(pooled, dim)
+        assert out.shape == (2, size) and select_head(heads, 1024, dim) is heads[size]
+        torch.testing.assert_close(out, heads[size](pooled))

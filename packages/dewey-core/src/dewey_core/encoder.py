@@ -275,6 +275,9 @@ class DeweyEncoder:
         with torch.inference_mode():
             vectors = self.model.project(pooled, dim).float()
         if dim is not None:
+            if vectors.shape[-1] < dim:  # a head choice gone wrong must not pass as dim columns
+                raise RuntimeError(f"the model returned {vectors.shape[-1]} dimensions where {dim} "
+                                   "were asked for")
             vectors = vectors[:, :dim]
         if normalize:
             vectors = torch.nn.functional.normalize(vectors, dim=-1)

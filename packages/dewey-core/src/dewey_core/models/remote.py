@@ -16,6 +16,7 @@ from transformers import AutoModel, AutoTokenizer
 from dewey_core.attention import AttentionSpec
 from dewey_core.models.base import EncoderModel, Prompts
 from dewey_core.models.checkpoint import reads_add_eos_token
+from dewey_core.models.stella import select_head
 from dewey_core.runtime import Batch
 from dewey_core.tokenization import TextTokenizer
 
@@ -74,7 +75,6 @@ class RemoteCodeModel(EncoderModel):
     def project(self, pooled: torch.Tensor, dim: int | None) -> torch.Tensor:
         if not self.heads:
             return pooled
-        size = dim if dim in self.heads else self.dimension
-        head = self.heads[size]
+        head = select_head(self.heads, self.dimension, dim)  # the same choice as native loading
         weight = next(head.parameters())
         return head(pooled.to(weight.device, weight.dtype)).float()

@@ -3,6 +3,7 @@ in-process vectors; bad input gets a clear 4xx and the server keeps serving."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -209,6 +210,11 @@ def test_malformed_json_and_unknown_routes(http):
     response = http.post("/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]["message"]
+    body = json.dumps({"model": MODEL, "input": "x"}).encode()
+    for headers in ({"content-type": "application/x-www-form-urlencoded"}, {}):  # curl -d, or none
+        response = http.post("/v1/embeddings", content=body, headers=headers)
+        assert response.status_code == 415, response.text
+        assert "Content-Type: application/json" in response.json()["error"]["message"]
     response = http.get("/v1/chat/completions")
     assert response.status_code == 404 and "no route" in response.json()["error"]["message"]
 
@@ -219,6 +225,11 @@ def test_api_key(server):
     assert missing.status_code == 401 and "missing API key" in missing.json()["error"]["message"]
     wrong = httpx.post(f"{server}/v1/embeddings", json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    for header in (f"bearer {KEY}", f"BEARER  {KEY}"):  # the scheme is case-insensitive
+        ok = httpx.post(f"{server}/v1/embeddings", json=body, headers={"Authorization": header}, timeout=60)
+        assert ok.status_code == 200, ok.text
+    basic = httpx.post(f"{server}/v1/embeddings", json=body, headers={"Authorization": f"Basic {KEY}"})
+    assert basic.status_code == 401 and "Authorization: Bearer <key>" in basic.json()["error"]["message"]
     assert httpx.get(f"{server}/v1/models").status_code == 401
     assert httpx.get(f"{server}/health").json()["status"] == "ok"  # probes need no key
 

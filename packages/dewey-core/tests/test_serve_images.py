@@ -50,11 +50,14 @@ def test_images_as_base64_data_urls_and_parts(url, jasper):
     b64 = base64.b64encode(RED).decode()
     body = {"model": "jasper", "dimensions": 32, "input": [
         b64, f"data:image/png;base64,{base64.b64encode(BLUE).decode()}",
-        [{"type": "text", "text": "a red square"}, {"type": "image_url", "image_url": {"url": b64}}]]}
+        [{"type": "text", "text": "a red square"}, {"type": "image_url", "image_url": {"url": b64}}],
+        # As OpenAI chat messages carry them, and MIME base64 with its line breaks.
+        [{"type": "image_url", "image_url": {"url": b64, "detail": "auto"}}],
+        base64.encodebytes(BLUE).decode()]}
     response = httpx.post(f"{url}/v1/images/embeddings", json=body, timeout=120)
     assert response.status_code == 200, response.text
     got = [d["embedding"] for d in response.json()["data"]]
-    _close(got, jasper.encode_images([RED, BLUE, ["a red square", RED]], dim=32))
+    _close(got, jasper.encode_images([RED, BLUE, ["a red square", RED], [RED], BLUE], dim=32))
 
 
 def test_remote_encoder_images_and_text_share_the_space(url, jasper, tmp_path):

@@ -321,7 +321,7 @@ class _Gate:
     def __init__(self, app, service: _Service) -> None:
         self.app, self.service = app, service
         key = service.settings.api_key
-        self.expected = f"Bearer {key}".encode() if key else None
+        self.expected = key.encode() if key else None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -356,7 +356,11 @@ class _Gate:
             if given is None:
                 return 401, error_body(401, "missing API key: send the header 'Authorization: Bearer "
                                             "<key>'", "invalid_api_key"), {}
-            if not secrets.compare_digest(given, self.expected):
+            scheme, _, key = given.strip().partition(b" ")
+            if scheme.lower() != b"bearer":  # the scheme is case-insensitive (RFC 7235)
+                return 401, error_body(401, "send the API key as 'Authorization: Bearer <key>'",
+                                       "invalid_api_key"), {}
+            if not secrets.compare_digest(key.strip(), self.expected):
                 return 401, error_body(401, "incorrect API key", "invalid_api_key"), {}
         length = headers.get(b"content-length")
         limit = self.service.settings.max_body_bytes

@@ -72,7 +72,13 @@ def install_handlers(app: FastAPI) -> None:
         return error_response(exc.status, exc.message, code=exc.code, param=exc.param, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type.lower():
+            # e.g. `curl -d '{...}'`, which sends form encoding: the body was never read as JSON.
+            return error_response(415, f"the request body must be JSON sent with the header "
+                                       f"'Content-Type: application/json' (got "
+                                       f"{content_type or 'no Content-Type'})", code="unsupported_media_type")
         status, message, param = _validation_message(exc)
         return error_response(status, message, code="invalid_value" if status == 422 else "invalid_json",
                               param=param)

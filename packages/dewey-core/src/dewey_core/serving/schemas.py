@@ -79,6 +79,8 @@ class ImageURL(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: StrictStr
     """A ``data:image/...;base64,...`` URL or bare base64."""
+    detail: Literal["auto", "low", "high"] | None = None
+    """Accepted as OpenAI's chat parts carry it; the image is always embedded whole."""
 
 
 class TextPart(BaseModel):

@@ -43,6 +43,7 @@ def decode_image(value: str, where: str) -> bytes:
             raise ValueError(f"{where}: a data URL must look like 'data:image/png;base64,...'")
     elif value.startswith(("http://", "https://", "file:")):
         raise ValueError(f"{where}: image URLs are not fetched; send the image as base64 or a data URL")
+    payload = "".join(payload.split())  # MIME base64 (base64.encodebytes, the base64 tool) wraps lines
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -78,3 +78,14 @@ def test_no_cut_inside_a_word_while_a_word_break_fits(bpe):
     for size in (6, 9, 13):
         spans = char_spans(text, tok, chunk_token_ranges(text, tok, size))
         assert all(text[s - 1] == " " for s, _ in spans[1:]), size
+
+
+@pytest.mark.parametrize("chunking", ["boundaries", "fixed"])
+def test_a_budget_smaller_than_a_character_never_gives_an_empty_chunk(bpe, chunking):
+    # Byte-level BPE spends several tokens on one emoji or accented letter; a chunk_size below
+    # that takes the whole character rather than cut it into chunks with no text.
+    text = "👍🏽 ok e\u0301 naïve 🇳🇴!"
+    for size in (1, 2, 3):
+        [doc] = bpe.late_chunk([text], chunk_size=size, chunking=chunking)
+        assert all(c.end > c.start and c.text == text[c.start:c.end] for c in doc.chunks), size
+        assert "".join(c.text for c in doc.chunks) == text

@@ -66,7 +66,8 @@ def break_scores(text: str, tok: TokenizedText) -> list[int]:
 
 def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_overlap: int = 0,
                        mode: str = "boundaries") -> list[tuple[int, int]]:
-    """Token ranges ``[first, last)`` of at most ``chunk_size`` tokens covering every token.
+    """Token ranges ``[first, last)`` of at most ``chunk_size`` tokens covering every token
+    (more only where one character's tokens exceed the budget: a character is never split).
 
     ``boundaries`` ends each chunk at the best break in the second half of its budget
     (paragraph > line > sentence > word); failing any, at the last word break in the first
@@ -89,9 +90,12 @@ def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_ove
                 best = next((i for i in range(min(lowest, end) - 1, start, -1) if scores[i]), best)
             if scores[best] > _NONE:
                 end = best
-        # Byte-level BPE splits one character into tokens sharing a start: never cut between them.
-        while start + 1 < end < n and tok.starts[end] == tok.starts[end - 1]:
+        # Byte-level BPE splits one character over tokens whose character ranges overlap:
+        # never cut between them; a budget smaller than one character takes the whole character.
+        while start + 1 < end < n and tok.ends[end - 1] > tok.starts[end]:
             end -= 1
+        while end < n and tok.ends[end - 1] > tok.starts[end]:
+            end += 1
         ranges.append((start, end))
         if end == n:
             break

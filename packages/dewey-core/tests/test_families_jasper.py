@@ -156,6 +156,19 @@ def test_bad_image_bytes_and_types_are_named(jasper):
     assert jasper.encode_images([buf.getvalue()]).shape == (1, 64)
 
 
+def test_a_data_url_is_an_image_and_a_bad_one_is_named_briefly(jasper, image_files):
+    import base64
+
+    data = (image_files / "red.png").read_bytes()
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    np.testing.assert_allclose(jasper.encode_images([url]), jasper.encode_images([data]), atol=1e-6)
+    with pytest.raises(ValueError, match=r"images\[0\]: a data URL must look like"):
+        jasper.encode_images(["data:image/png," + "A" * 10_000])
+    with pytest.raises(FileNotFoundError, match=r"image file '/nowhere/A+\.\.\.' does not exist") as caught:
+        jasper.encode_images(["/nowhere/" + "A" * 10_000])  # e.g. bare base64 taken for a path
+    assert len(str(caught.value)) < 300
+
+
 def test_late_chunk(jasper):
     text = "A red square. " * 10 + "Rust is a language. " * 10
     doc = jasper.late_chunk([text], chunk_size=16, dim=32)[0]

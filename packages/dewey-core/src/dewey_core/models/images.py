@@ -6,6 +6,8 @@ Preprocessing follows the checkpoint's ``preprocessor_config.json`` (SigLIP: RGB
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import os
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 
 ImageSource = Any
-"""A ``PIL.Image.Image``, a file path (``str`` or ``os.PathLike``) or encoded image ``bytes``."""
+"""A ``PIL.Image.Image``, a file path (``str`` or ``os.PathLike``), encoded image ``bytes`` or a
+``data:image/...;base64,`` URL."""
 
 
 def _pil():
@@ -31,18 +34,49 @@ def describe(source: ImageSource) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"{len(source)} bytes"
     if isinstance(source, (str, os.PathLike)):
-        return f"file {os.fspath(source)!r}"
+        path = os.fspath(source)
+        return f"file {path if len(path) <= 200 else path[:200] + '...'!r}"
     return type(source).__name__
+
+
+def decode_image(value: str, where: str) -> bytes:
+    """The bytes of an image sent as a ``data:image/...;base64,`` URL or as bare base64."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a base64 string or a data URL, got {type(value).__name__}")
+    payload = value
+    if value.startswith("data:"):
+        header, sep, payload = value.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise ValueError(f"{where}: a data URL must look like 'data:image/png;base64,...'")
+    elif value.startswith(("http://", "https://", "file:")):
+        raise ValueError(f"{where}: image URLs are not fetched; send the image as base64 or a data URL")
+    payload = "".join(payload.split())  # MIME base64 (base64.encodebytes, the base64 tool) wraps lines
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{where} is not valid base64: {exc}") from None
+    if not data:
+        raise ValueError(f"{where} is empty")
+    return data
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long for the file system (e.g. base64 text)
+        return False
 
 
 def open_image(source: ImageSource, where: str):
     """A decoded RGB ``PIL.Image`` from ``source``; ``where`` names it in errors."""
     Image = _pil()
+    if isinstance(source, str) and source.startswith("data:"):
+        source = decode_image(source, where)
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
-        if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-            raise FileNotFoundError(f"{where}: image file {os.fspath(source)!r} does not exist")
+        if isinstance(source, (str, os.PathLike)) and not is_file(source):
+            raise FileNotFoundError(f"{where}: image {describe(source)} does not exist")
         stream = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) \
             else os.fspath(source)
         try:
@@ -51,7 +85,7 @@ def open_image(source: ImageSource, where: str):
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"{where} ({describe(source)}) is not a readable image: {exc}") from exc
     else:
-        raise TypeError(f"{where} must be a PIL image, a file path or image bytes, "
+        raise TypeError(f"{where} must be a PIL image, a file path, image bytes or a data URL, "
                         f"got {type(source).__name__}")
     return image.convert("RGB")
 

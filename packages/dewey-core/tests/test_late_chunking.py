@@ -184,7 +184,14 @@ def test_overlapping_spans_when_allowed(minilm):
     assert [(c.start, c.end) for c in doc.chunks] == [(5, 19), (0, 10)]
 
 
-@pytest.mark.parametrize("spans", [[[("a", 3)]], [(0, 3)], "0-3"])
+def test_numpy_integer_spans_are_spans(minilm):
+    ends = np.cumsum([5, 14])  # spans computed with numpy
+    [doc] = minilm.late_chunk(["Twenty characters!!"], spans=[[(0, ends[0]), (ends[0], ends[1])]])
+    assert [(c.start, c.end) for c in doc.chunks] == [(0, 5), (5, 19)]
+    assert all(type(c.start) is int and type(c.end) is int for c in doc.chunks)
+
+
+@pytest.mark.parametrize("spans", [[[("a", 3)]], [[(0.0, 3)]], [[(False, 3)]], [(0, 3)], "0-3"])
 def test_malformed_spans_are_type_errors(minilm, spans):
     with pytest.raises(TypeError):
         minilm.late_chunk(["Twenty characters!!"], spans=spans)

@@ -60,9 +60,9 @@ def check_spans(spans: Any, texts: list[str], *, allow_overlap: bool) -> list[li
         for j, span in enumerate(doc_spans):
             where = f"document {d}, span {j} {span!r}"
             if (not isinstance(span, (list, tuple)) or len(span) != 2
-                    or not all(isinstance(x, int) and not isinstance(x, bool) for x in span)):
+                    or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in span)):
                 raise TypeError(f"{where}: a span must be a pair of int (start, end)")
-            start, end = span
+            start, end = int(span[0]), int(span[1])  # numpy integers too (e.g. from np.cumsum)
             if start < 0 or end > len(text):
                 raise ValueError(f"{where}: out of range for a text of {len(text)} characters")
             if end <= start:

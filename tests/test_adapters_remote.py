@@ -69,6 +69,9 @@ def test_langchain_on_a_server(url, corpus, reference, minilm):
                                np.concatenate([d.chunk_embeddings for d in local]), atol=1e-5)
     np.testing.assert_allclose(embeddings.embed_query("with statement"),
                                minilm.encode_queries(["with statement"])[0], atol=1e-5)
+    prompted = DeweyEmbeddings(base_url=url, api_key=KEY, document_prompt="passage: ")
+    with pytest.warns(UserWarning, match="document prompt 'passage: ' is not used for late chunking"):
+        DeweyTextSplitter(prompted, chunk_size=CHUNK_SIZE).split_documents(docs[:1])
 
 
 def test_llamaindex_on_a_server(url, corpus, reference, minilm):

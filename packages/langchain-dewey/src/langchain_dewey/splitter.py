@@ -188,11 +188,13 @@ class DeweyTextSplitter(TextSplitter):
     def _late_chunk(self, texts: list[str], doc_ids: list[str]) -> list[LateChunkedDocument]:
         emb = self.embeddings
         custom = emb._prompt(emb.encode_kwargs, emb.document_prompt)
-        if custom is not None and custom != emb.encoder.prompts["document"]:
+        # A server (base_url) late-chunks with its model's prompt, which this side does not know.
+        own = getattr(emb.encoder, "prompts", {}).get("document")
+        if custom is not None and custom != own:
             warnings.warn(
                 f"the embeddings' document prompt {custom!r} is not used for late chunking: chunk and "
-                f"document vectors get the model's own document prompt "
-                f"{emb.encoder.prompts['document']!r}, and only texts embedded on their own get "
+                f"document vectors get the model's own document prompt"
+                f"{'' if own is None else f' {own!r}'}, and only texts embedded on their own get "
                 f"{custom!r}, so one store would mix vectors made under two prompts. Drop "
                 "document_prompt (and encode_kwargs['prompt']) to use DeweyTextSplitter.",
                 UserWarning, stacklevel=caller_stacklevel())

@@ -123,6 +123,14 @@ def test_frozen_layers_keep_their_weights_and_the_rest_train(minilm_path, corpus
     assert any(k.startswith("encoder.layer.4.") for k in changed)
 
 
+def test_the_plain_similarity_term_is_trained_when_weighted(minilm_path, corpus, tmp_path):
+    result = train(corpus, tmp_path / "structure", small(minilm_path, steps=2, held_out_fraction=0.0,
+                                                         plain_similarity_weight=200.0), show_progress=False)
+    history = result.report["history"]
+    assert all(step["plain similarity"] > 0 for step in history)
+    assert all(step["loss"] >= step["plain similarity"] + step["plain"] for step in history)
+
+
 def test_a_finished_run_is_not_overwritten(trained, corpus, minilm_path):
     with pytest.raises(TrainingError, match="already holds a finished training run"):
         train(corpus, trained[0].model_dir, small(minilm_path), show_progress=False)

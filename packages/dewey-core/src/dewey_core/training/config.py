@@ -56,6 +56,11 @@ class TrainingConfig:
     """Weight of the plain term (chunk alignment): each chunk embedded alone by the student
     stays at the teacher's embedding of it, so per-chunk retrieval and short texts keep what
     the model knew while the late-chunked vectors learn context."""
+    plain_similarity_weight: float = 0.0
+    """Weight of a term that keeps how alike the step's plain chunks are to one another: the
+    mean squared difference between the student's and the teacher's similarity matrices of
+    the chunks embedded alone (0: off). The plain term keeps each vector's direction; this
+    keeps the margins between near-duplicate texts that per-chunk retrieval ranks by."""
     windows_per_step: int = 8
     """Model windows per chunk-alignment step (the step's size)."""
     batch_size: int = 16
@@ -104,7 +109,8 @@ class TrainingConfig:
         for name in ("learning_rate", "projection_learning_rate"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
-        for name in ("weight_decay", "global_weight", "plain_weight", "margin", "max_grad_norm"):
+        for name in ("weight_decay", "global_weight", "plain_weight", "plain_similarity_weight", "margin",
+                     "max_grad_norm"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_fraction < 1:

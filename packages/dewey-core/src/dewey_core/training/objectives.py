@@ -11,7 +11,7 @@ import torch
 
 from dewey_core.training.config import TrainingConfig
 from dewey_core.training.forward import DocumentPlan, TrainingForward
-from dewey_core.training.losses import cosine_loss, distillation_loss, matryoshka_loss
+from dewey_core.training.losses import cosine_loss, distillation_loss, matryoshka_loss, similarity_loss
 from dewey_core.training.sampling import DocumentPlans, draw_passages, draw_window_runs
 from dewey_core.training.targets import TeacherTargets, chunk_target_text, opening_span
 
@@ -43,10 +43,13 @@ class ChunkAlignment:
             documents = self.targets.documents([runs[i].plan.text for i in whole])
             terms["global"] = config.global_weight * cosine_loss(
                 torch.stack([global_out[i] for i in whole]), documents)
-        if config.plain_weight:
+        if config.plain_weight or config.plain_similarity_weight:
             plain = [r.plan.text[s:e] for r in runs for s, e in (r.plan.spans[j] for j in r.chunks)]
-            terms["plain"] = config.plain_weight * cosine_loss(self.forward.encode(plain),
-                                                               self.targets.texts(plain))
+            alone, teacher = self.forward.encode(plain), self.targets.texts(plain)
+            if config.plain_weight:
+                terms["plain"] = config.plain_weight * cosine_loss(alone, teacher)
+            if config.plain_similarity_weight and len(plain) > 1:
+                terms["plain similarity"] = config.plain_similarity_weight * similarity_loss(alone, teacher)
         if config.matryoshka_dims:
             terms["matryoshka"] = matryoshka_loss(student, config.matryoshka_dims, config.loss_weights,
                                                   config.margin)

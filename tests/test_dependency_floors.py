@@ -16,7 +16,6 @@ import subprocess
 import sys
 import sysconfig
 import venv
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,44 +96,15 @@ def test_core_dependencies_have_floors():
     assert set(core_floors()) >= {"torch", "transformers", "tokenizers", "numpy"}
 
 
-def _core_pins() -> dict[str, str]:
+@pytest.mark.slow
+def test_core_passes_its_tests_at_the_declared_floors(tmp_path):
     floors = core_floors()
     # torch: the one release this machine installs (a second would be a multi-GB download), so
     # the floor must be that release.
     torch_floor = floors.pop("torch")
     assert _versions(Path(sys.executable), ["torch"]) == [Version(torch_floor)], \
         "the torch floor is not the torch that CI tests"
-    return floors
-
-
-def _adapter_pins() -> list[str]:
-    floors = declared_floors()
-    pins = [f"{name}=={version}" for name, version in floors.items()]
-    for name, tool in TEST_TOOLS_AT_FLOOR.items():
-        major, minor = floors[name].split(".")[:2]
-        pins.append(tool.format(major=major, minor=minor))
-    return pins
-
-
-@pytest.fixture(scope="module")
-def floor_environments(tmp_path_factory) -> dict[str, Future]:
-    """Both floor environments, installed side by side (pip mostly waits on the index), so the
-    second is ready or nearly so when the first test's run ends."""
-    root = tmp_path_factory.mktemp("floors")
-    pool = ThreadPoolExecutor(2)
-    environments = {
-        "core": pool.submit(_floor_environment, root / "core-floor",
-                            [f"{n}=={v}" for n, v in _core_pins().items()]),
-        "adapters": pool.submit(_floor_environment, root / "adapters-floor", _adapter_pins()),
-    }
-    yield environments
-    pool.shutdown(wait=True)
-
-
-@pytest.mark.slow
-def test_core_passes_its_tests_at_the_declared_floors(floor_environments):
-    floors = _core_pins()
-    python = floor_environments["core"].result()
+    python = _floor_environment(tmp_path / "core-floor", [f"{n}=={v}" for n, v in floors.items()])
     assert _versions(python, list(floors)) == [Version(v) for v in floors.values()]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     tests = [f"packages/dewey-core/tests/{name}" for name in CORE_TESTS]
@@ -144,9 +114,13 @@ def test_core_passes_its_tests_at_the_declared_floors(floor_environments):
 
 
 @pytest.mark.slow
-def test_adapters_pass_their_tests_at_the_declared_floors(floor_environments):
-    floors, pins = declared_floors(), _adapter_pins()
-    python = floor_environments["adapters"].result()
+def test_adapters_pass_their_tests_at_the_declared_floors(tmp_path):
+    floors = declared_floors()
+    pins = [f"{name}=={version}" for name, version in floors.items()]
+    for name, tool in TEST_TOOLS_AT_FLOOR.items():
+        major, minor = floors[name].split(".")[:2]
+        pins.append(tool.format(major=major, minor=minor))
+    python = _floor_environment(tmp_path / "floor", pins)
     assert _versions(python, list(floors)) == [Version(v) for v in floors.values()]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HAYSTACK_TELEMETRY_ENABLED": "False",
            "PYTHONWARNINGS": "ignore::DeprecationWarning"}

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dewey_core.encoder import DeweyEncoder
-from dewey_core.models.images import open_image
-from dewey_core.serving.wire import decode_image
+from dewey_core.models.images import decode_image, open_image
 from dewey_core.tokenization import TextTokenizer
 from dewey_core.windowing import capacity
 

@@ -325,3 +325,32 @@ def test_what_sentence_transformers_would_do_differently_is_refused(component):
         component(model_kwargs={"quantization_config": {}})
     with pytest.raises(TypeError, match="token must be a haystack Secret"):
         component(token="hf_plain_string")
+
+
+def test_a_torch_dtype_in_model_kwargs_survives_a_saved_pipeline(minilm_path, minilm):
+    """SentenceTransformers' components take ``model_kwargs={"torch_dtype": torch.float32}`` and
+    save it as ``"torch.float32"``; so do these."""
+    import torch
+    from haystack import Pipeline
+
+    pipeline = Pipeline()
+    pipeline.add_component("embedder", DeweyTextEmbedder(model=minilm_path, device="cpu", progress_bar=False,
+                                                         model_kwargs={"torch_dtype": torch.float32}))
+    saved = pipeline.dumps()
+    assert "torch_dtype: torch.float32" in saved
+    loaded = Pipeline.loads(saved, allowed_modules=["haystack_dewey"])
+    assert loaded.get_component("embedder").model_kwargs == {"torch_dtype": torch.float32}
+    np.testing.assert_allclose(loaded.run({"embedder": {"text": "spice"}})["embedder"]["embedding"],
+                               minilm.encode_queries(["spice"])[0], atol=1e-5)
+
+
+def test_from_dict_leaves_the_callers_dict_as_it_was(monkeypatch):
+    from haystack.utils import Secret
+
+    monkeypatch.setenv("DEWEY_API_KEY", "k")
+    data = DeweyTextEmbedder(api_base_url="http://localhost:1", device="cpu",
+                             api_key=Secret.from_env_var("DEWEY_API_KEY")).to_dict()
+    first, second = DeweyTextEmbedder.from_dict(data), DeweyTextEmbedder.from_dict(data)
+    assert first.to_dict() == second.to_dict() == data
+    assert data["init_parameters"]["api_key"] == {"type": "env_var", "env_vars": ["DEWEY_API_KEY"],
+                                                  "strict": True}

@@ -129,7 +129,8 @@ def test_warm_up_loads_once(minilm_path, monkeypatch):
 
 
 def test_run_whole_document(topic_result, parent, minilm, topic):
-    from haystack_dewey import SOURCE_ID_FIELD
+    from haystack_dewey import SOURCE_HASH_FIELD, SOURCE_ID_FIELD
+    from haystack_dewey._common import text_digest
     chunks = topic_result["documents"]
     expected = minilm.late_chunk([topic], chunk_size=64)[0]
     assert len(chunks) == len(expected.chunks) > 5
@@ -142,13 +143,15 @@ def test_run_whole_document(topic_result, parent, minilm, topic):
         assert chunk.meta["split_idx_start"] == ref.start
         assert chunk.meta["page_number"] == 1
         assert (chunk.meta["topic"], chunk.meta["lang"]) == ("yield", "en")
+        assert chunk.meta[SOURCE_HASH_FIELD] == text_digest(topic)
         np.testing.assert_allclose(chunk.embedding, ref.embedding, atol=1e-6)
         assert not any(isinstance(v, list) and len(v) > 8 for v in chunk.meta.values())  # no vector
     assert len({c.id for c in chunks}) == len(chunks)
     # The source: its text, metadata and global embedding, found by dewey_source_id.
     (source,) = topic_result["sources"]
     assert (source.id, source.content) == (parent.id, topic)
-    assert source.meta == {"topic": "yield", "lang": "en", SOURCE_ID_FIELD: parent.id}
+    assert source.meta == {"topic": "yield", "lang": "en", SOURCE_ID_FIELD: parent.id,
+                           SOURCE_HASH_FIELD: text_digest(topic)}
     np.testing.assert_allclose(source.embedding, expected.global_embedding, atol=1e-6)
     assert parent.meta == {"topic": "yield", "lang": "en"} and parent.embedding is None
 
@@ -199,7 +202,8 @@ def _split(text: str, **params) -> tuple[Document, list[Document]]:
 
 
 def test_run_presplit_documents_with_overlap(chunker, minilm, topic):
-    from haystack_dewey import SOURCE_ID_FIELD
+    from haystack_dewey import SOURCE_HASH_FIELD, SOURCE_ID_FIELD
+    from haystack_dewey._common import text_digest
     _, splits = _split(topic, split_by="word", split_length=40, split_overlap=10)
     assert len(splits) > 5
     shuffled = splits[:]
@@ -208,11 +212,11 @@ def test_run_presplit_documents_with_overlap(chunker, minilm, topic):
     result = chunker.run(shuffled)
     out = result["documents"]
 
-    # Same documents, same order, same ids and metadata; only the embedding added.
+    # Same documents, same order, same ids and metadata; only the embedding and digest added.
     assert [d.id for d in out] == [d.id for d in shuffled]
     assert [d.content for d in out] == [d.content for d in shuffled]
     for d, o in zip(shuffled, out, strict=True):
-        assert o.meta == d.meta
+        assert o.meta == {**d.meta, SOURCE_HASH_FIELD: text_digest(topic)}
     assert [(d.id, d.meta) for d in shuffled] == before and all(d.embedding is None for d in shuffled)
 
     # Embedded in the context of the rebuilt source: exactly the engine's result on the original
@@ -224,7 +228,7 @@ def test_run_presplit_documents_with_overlap(chunker, minilm, topic):
         np.testing.assert_allclose(by_id[split.id].embedding, ref.embedding, atol=1e-6)
     (source,) = result["sources"]
     assert source.id == splits[0].meta["source_id"] and source.content == topic
-    assert source.meta == {"topic": "t", SOURCE_ID_FIELD: source.id}
+    assert source.meta == {"topic": "t", SOURCE_ID_FIELD: source.id, SOURCE_HASH_FIELD: text_digest(topic)}
     np.testing.assert_allclose(source.embedding, expected.global_embedding, atol=1e-6)
 
 

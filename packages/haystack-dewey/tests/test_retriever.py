@@ -278,3 +278,44 @@ def test_top_k_must_be_an_int(store, query, top_k):
         DeweyRetriever(store, top_k=top_k)
     with pytest.raises(TypeError, match="top_k must be an int"):
         DeweyRetriever(store).run(query_embedding=query.tolist(), top_k=top_k)
+
+
+def test_an_edited_source_gives_new_chunk_ids_and_a_stale_source_is_not_fused(minilm_path, query):
+    """Re-indexing an edited document whose id the user chose (a file path): with
+    DuplicatePolicy.SKIP no chunk keeps a vector embedded in the old text, and the fusion
+    does not read the old source's global vector for the new chunks."""
+    from haystack.components.writers import DocumentWriter
+    from haystack.document_stores.types import DuplicatePolicy
+
+    chunker = DeweyLateChunker(model=minilm_path, device="cpu", chunk_size=12, progress_bar=False)
+    tail = "\n\nThe finally clause runs on the way out, whether or not an exception was raised."
+    old = chunker.run([Document(id="notes.txt", content="Exceptions are caught with try." + tail)])
+    new = chunker.run([Document(id="notes.txt", content="Errors are handled by except clauses." + tail)])
+    assert old["documents"][-1].content == new["documents"][-1].content  # the same text ...
+    assert not {d.id for d in old["documents"]} & {d.id for d in new["documents"]}  # ... a new id
+    chunks, sources = (InMemoryDocumentStore(index=f"dewey-edit-{uuid.uuid4()}") for _ in range(2))
+    for version in (old, new):
+        DocumentWriter(chunks, policy=DuplicatePolicy.SKIP).run(version["documents"])
+        DocumentWriter(sources, policy=DuplicatePolicy.SKIP).run(version["sources"])
+    stored = {d.id: d.embedding for d in chunks.filter_documents()}
+    for doc in new["documents"]:
+        np.testing.assert_allclose(stored[doc.id], doc.embedding, atol=1e-6)
+
+    ranker = DeweyFusionRanker(sources, top_k=5, fusion_weight=0.5)
+    with pytest.warns(UserWarning, match="embedded from another version of their text"):
+        stale = ranker.run(query_embedding=query.tolist(), documents=new["documents"])["documents"]
+    assert stale[0].score == pytest.approx(float(np.dot(stale[0].embedding, query)), abs=1e-5)
+    DocumentWriter(sources, policy=DuplicatePolicy.OVERWRITE).run(new["sources"])
+    fused = ranker.run(query_embedding=query.tolist(), documents=new["documents"])["documents"]
+    source = np.asarray(new["sources"][0].embedding)
+    expected = 0.5 * np.dot(fused[0].embedding, query) + 0.5 * np.dot(source, query)
+    assert fused[0].score == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_a_source_of_another_size_is_named(chunks, query):
+    sources = InMemoryDocumentStore(index=f"dewey-small-{uuid.uuid4()}")
+    source_id = chunks[0].meta["source_id"]
+    sources.write_documents([Document(content="x", embedding=[0.1] * 8, meta={SOURCE_ID_FIELD: source_id})])
+    with pytest.raises(ValueError, match=r"dimension mismatch: the query has 384 dimensions, source "
+                                         r"document .*'s embedding 8"):
+        DeweyFusionRanker(sources, top_k=2).run(query_embedding=query.tolist(), documents=chunks[:2])

@@ -11,7 +11,7 @@ Example:
     [0, 1]
 """
 
-from haystack_dewey._common import SOURCE_ID_FIELD
+from haystack_dewey._common import SOURCE_HASH_FIELD, SOURCE_ID_FIELD
 from haystack_dewey.embedders import DeweyDocumentEmbedder, DeweyTextEmbedder
 from haystack_dewey.fusion import DeweyFusionRanker
 from haystack_dewey.image_embedder import DeweyImageDocumentEmbedder
@@ -19,6 +19,7 @@ from haystack_dewey.late_chunker import DeweyLateChunker
 from haystack_dewey.retriever import DeweyRetriever
 
 __all__ = [
+    "SOURCE_HASH_FIELD",
     "SOURCE_ID_FIELD",
     "DeweyDocumentEmbedder",
     "DeweyFusionRanker",

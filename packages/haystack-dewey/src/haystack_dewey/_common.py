@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from typing import Any, TypeVar
 
 from haystack import Document, default_from_dict
 from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
+from haystack.utils.hf import deserialize_hf_model_kwargs, serialize_hf_model_kwargs
 
 from dewey_core import DeweyEncoder
 from dewey_core.client import RemoteEncoder
@@ -15,6 +18,10 @@ DEFAULT_JASPER_MODEL = "NovaSearch/jasper_en_vision_language_v1"
 SOURCE_ID_FIELD = "dewey_source_id"
 """Metadata field of a source document (``DeweyLateChunker``'s ``sources`` output): the id its
 chunks carry in ``source_id``; the fusion looks sources up by it."""
+SOURCE_HASH_FIELD = "dewey_source_hash"
+"""Metadata field of chunks and sources: a digest of the source text they were embedded from.
+A chunk's vector depends on its whole source, so an edited source gives its chunks new ids
+(the id hashes metadata) and the fusion can tell a stale source from a current one."""
 _MODEL_KWARGS = {"torch_dtype": "dtype", "dtype": "dtype", "attn_implementation": "attention"}
 """SentenceTransformers' ``model_kwargs`` (Hugging Face loading options) and what they set here."""
 
@@ -44,8 +51,16 @@ def load_encoder(model: str, device: ComponentDevice, dtype: str | None, max_len
                                         batch_size=batch_size, **(model_options or {}), **hub)
 
 
+def text_digest(text: str) -> str:
+    """A short digest of a source text (:data:`SOURCE_HASH_FIELD`)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def encoder_parameters(component: Any) -> dict[str, Any]:
     """The loading parameters every component serialises, in one place."""
+    model_kwargs = dict(component.model_kwargs) if component.model_kwargs is not None else None
+    if model_kwargs:
+        serialize_hf_model_kwargs(model_kwargs)  # torch.float32 -> "torch.float32", as Haystack's
     return {
         "model": component.model,
         "device": component.device.to_dict(),
@@ -54,7 +69,7 @@ def encoder_parameters(component: Any) -> dict[str, Any]:
         "token_budget": component.token_budget,
         "batch_size": component.batch_size,
         "model_options": component.model_options,
-        "model_kwargs": component.model_kwargs,
+        "model_kwargs": model_kwargs,
         "token": component.token.to_dict() if component.token is not None else None,
         "local_files_only": component.local_files_only,
         "trust_remote_code": component.trust_remote_code,
@@ -132,6 +147,8 @@ class EncoderComponent:
         With ``api_base_url`` (a ``dewey serve`` server) the model runs there instead, and
         ``device``/``dtype``/``max_length``/``token_budget``/``batch_size``/``model_options``
         are the server's; ``api_key`` defaults to the ``DEWEY_API_KEY`` environment variable.
+        A ``model`` other than the component's default must then be the served model's name
+        (``GET /v1/models``), or the first call fails with a 404 naming what is served.
         """
         if not isinstance(model, str) or not model:
             raise TypeError(f"model must be a non-empty str, got {model!r}")
@@ -180,20 +197,33 @@ class EncoderComponent:
 
     @classmethod
     def from_dict(cls: type[_Component], data: dict[str, Any]) -> _Component:
-        """Deserializes the component from a dictionary."""
-        deserialize_secrets_inplace(data.get("init_parameters", {}), keys=["api_key"])
-        return default_from_dict(cls, data)
+        """Deserializes the component from a dictionary (which is left as it was)."""
+        params = dict(data.get("init_parameters", {}))
+        deserialize_secrets_inplace(params, keys=["api_key"])
+        if params.get("model_kwargs"):
+            params["model_kwargs"] = dict(params["model_kwargs"])
+            deserialize_hf_model_kwargs(params["model_kwargs"])
+        return default_from_dict(cls, {**data, "init_parameters": params})
 
     def warm_up(self) -> None:
         """Loads the model once; later calls do nothing."""
         if self._encoder is None:
             self._encoder = self._load_encoder()
 
+    @classmethod
+    def _default_model(cls) -> str | None:
+        """The default of ``__init__``'s ``model`` parameter."""
+        default = inspect.signature(cls.__init__).parameters.get("model")
+        return default.default if default is not None else None
+
     def _load_encoder(self) -> DeweyEncoder | RemoteEncoder:
         """Loads the encoder from the stored parameters; a subclass may check what it got."""
         if self.api_base_url:
             key = (self.api_key or Secret.from_env_var("DEWEY_API_KEY", strict=False)).resolve_value()
-            return RemoteEncoder(self.api_base_url, api_key=key)
+            # A model other than the component's default must be the one served (checked on the
+            # first call); the default takes whatever the server serves.
+            served = None if self.model == self._default_model() else self.model
+            return RemoteEncoder(self.api_base_url, api_key=key, model=served)
         dtype, options = self._loading_options()
         hub: dict[str, Any] = {"local_files_only": True} if self.local_files_only else {}
         token = self.token.resolve_value() if self.token is not None else None

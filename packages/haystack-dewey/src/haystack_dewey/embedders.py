@@ -76,7 +76,8 @@ class DeweyTextEmbedder(EncoderComponent):
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
         :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
-            there, and the loading options above are the server\'s.
+            there, and the loading options above are the server\'s; a ``model`` other than the
+            default must name the served model (checked on the first call).
         :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param prefix: Text added before the query (after the model's prompt).
         :param suffix: Text added after the query.
@@ -190,7 +191,8 @@ class DeweyDocumentEmbedder(EncoderComponent):
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
         :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
-            there, and the loading options above are the server\'s.
+            there, and the loading options above are the server\'s; a ``model`` other than the
+            default must name the served model (checked on the first call).
         :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param prefix: Text added before each document's text (after the model's prompt).
         :param suffix: Text added after each document's text.

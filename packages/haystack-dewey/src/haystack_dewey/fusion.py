@@ -18,7 +18,7 @@ from dewey_core import (
     rank_chunk_scores,
     rank_document_scores,
 )
-from haystack_dewey._common import SOURCE_ID_FIELD
+from haystack_dewey._common import SOURCE_HASH_FIELD, SOURCE_ID_FIELD
 
 
 def check_query_embedding(query_embedding: Any, component_name: str) -> np.ndarray:
@@ -46,6 +46,16 @@ def check_top_k(top_k: Any) -> int:
 def source_of(doc: Document) -> str:
     """The chunk's source document: ``meta["source_id"]`` (set by splitters), else itself."""
     return doc.meta.get("source_id") or doc.id
+
+
+def _source_score(chunk: Document, source: str, scores: dict[str, tuple[float, str | None]]) -> float | None:
+    """The chunk's source's score; ``None`` when the source is missing or was embedded from
+    another text than the chunk (both carry a digest of it)."""
+    if source not in scores:
+        return None
+    score, digest = scores[source]
+    chunk_digest = chunk.meta.get(SOURCE_HASH_FIELD)
+    return None if digest and chunk_digest and digest != chunk_digest else score
 
 
 @component
@@ -154,7 +164,15 @@ class DeweyFusionRanker:
         chunk_scores = self._chunk_scores(query, documents)
         sources = [source_of(d) for d in documents]
         source_scores = self._source_scores(query, sources)
-        global_scores = [source_scores.get(s) for s in sources]
+        global_scores = [_source_score(d, s, source_scores) for d, s in zip(documents, sources, strict=True)]
+        stale = sorted({s for d, s, g in zip(documents, sources, global_scores, strict=True)
+                        if g is None and s in source_scores})
+        if stale:
+            warnings.warn(f"{len(stale)} source(s) in the source store (e.g. {stale[0]!r}) were embedded "
+                          "from another version of their text than their retrieved chunks (their "
+                          f"meta['{SOURCE_HASH_FIELD}'] differ), so those chunks are ranked by their own "
+                          "scores. Write DeweyLateChunker's 'sources' with DuplicatePolicy.OVERWRITE "
+                          "when documents change.", UserWarning, stacklevel=3)
         if self.group_by_source:
             hits = rank_document_scores(chunk_scores, sources, global_scores, top_k=top_k,
                                         fusion_weight=self.fusion_weight)
@@ -185,7 +203,8 @@ class DeweyFusionRanker:
             scores[by_score] = cosine_from_scores([documents[i].score for i in by_score], self.score_type)
         return scores
 
-    def _source_scores(self, query: np.ndarray, sources: list[str]) -> dict[str, float]:
+    def _source_scores(self, query: np.ndarray, sources: list[str]) -> dict[str, tuple[float, str | None]]:
+        """Per source id: its score and its text digest."""
         if self.source_store is None:
             return {}
         wanted = sorted(set(sources))
@@ -196,7 +215,12 @@ class DeweyFusionRanker:
             if doc.embedding is None:
                 raise ValueError(f"source document {doc.id} in the source store has no embedding; write "
                                  "DeweyLateChunker's 'sources' output there unchanged")
-            out[doc.meta[SOURCE_ID_FIELD]] = float(np.asarray(doc.embedding, dtype=np.float32) @ query)
+            if len(doc.embedding) != len(query):
+                raise ValueError(f"dimension mismatch: the query has {len(query)} dimensions, source "
+                                 f"document {doc.id}'s embedding {len(doc.embedding)} (embedded with "
+                                 "another dim or model? re-write the sources)")
+            out[doc.meta[SOURCE_ID_FIELD]] = (float(np.asarray(doc.embedding, dtype=np.float32) @ query),
+                                              doc.meta.get(SOURCE_HASH_FIELD))
         if not out:
             warnings.warn(f"none of the {len(wanted)} sources of the retrieved chunks is in the source "
                           "store: chunks are ranked by their own scores. Write DeweyLateChunker's "

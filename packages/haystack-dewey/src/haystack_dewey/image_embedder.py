@@ -77,7 +77,8 @@ class DeweyImageDocumentEmbedder(EncoderComponent):
             (default: no cap).
         :param model_options: Family options passed to the loader.
         :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
-            there, and the loading options above are the server\'s.
+            there, and the loading options above are the server\'s; a ``model`` other than the
+            default must name the served model (checked on the first call).
         :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param dim: Output size (Jasper has a trained head per size: 12288/1024/512/256).
         :param progress_bar: Show a progress bar.

@@ -14,6 +14,7 @@ from haystack.utils import ComponentDevice, Secret
 from dewey_core import LateChunkedDocument
 from haystack_dewey._common import (
     DEFAULT_MODEL,
+    SOURCE_HASH_FIELD,
     SOURCE_ID_FIELD,
     EncoderComponent,
     check_documents,
@@ -21,6 +22,7 @@ from haystack_dewey._common import (
     encoder_parameters,
     output_dim,
     page_number,
+    text_digest,
 )
 from haystack_dewey.presplit import SplitGroup, group_splits, is_split
 
@@ -38,13 +40,19 @@ class DeweyLateChunker(EncoderComponent):
     Whole documents are cut by dewey_core's chunker (``chunk_size`` tokens, preferring paragraph
     and sentence breaks) and come out as chunk documents with Haystack's split metadata
     (``source_id``, ``split_id``, ``split_idx_start``, ``page_number``) and the parent's other
-    metadata, and no vector in metadata.
+    metadata, and no vector in metadata. Every chunk and source also carries
+    ``meta["dewey_source_hash"]``, a digest of the source text: a chunk's vector depends on its
+    whole source, so when a source is edited its chunks get new ids even where their own text
+    is unchanged (a ``DocumentWriter`` with ``DuplicatePolicy.SKIP`` then writes them afresh),
+    and :class:`DeweyFusionRanker` does not fuse a chunk with a source of another version.
 
     Documents already cut by a Haystack splitter (they carry ``source_id``) keep their
     boundaries: the splits of one source are put back together (by ``split_idx_start``, or in
     ``split_id`` order when offsets are missing or no longer fit cleaned text, as with
     ``MarkdownHeaderSplitter`` or ``DocumentPreprocessor``) and embedded in that context; each
-    comes out as a copy of itself with the embedding set. All splits of a source must come in
+    comes out as a copy of itself (its id kept) with the embedding and the source digest set.
+    Splits keep the ids their splitter gave them, so when their sources change write them
+    with ``DuplicatePolicy.OVERWRITE``. All splits of a source must come in
     one call. Output order follows input order: a whole document is replaced by its chunks, a
     split by its embedded copy.
 
@@ -103,7 +111,8 @@ class DeweyLateChunker(EncoderComponent):
             (default: no cap).
         :param model_options: Family options passed to the loader (e.g. ``{"pooling": "mean"}``).
         :param api_base_url: A ``dewey serve`` server (e.g. ``"http://gpu-box:8080"``): the model runs
-            there, and the loading options above are the server\'s.
+            there, and the loading options above are the server\'s; a ``model`` other than the
+            default must name the served model (checked on the first call).
         :param api_key: The server\'s ``--api-key`` (default: the ``DEWEY_API_KEY`` environment variable).
         :param chunk_size: Tokens per chunk for whole documents.
         :param chunk_overlap: Tokens shared by consecutive chunks of whole documents.
@@ -207,11 +216,12 @@ class DeweyLateChunker(EncoderComponent):
             logger.warning("Document %s has no text to chunk; it yields no chunk documents.", parent.id)
             return []
         text = encoded.text
+        digest = text_digest(text)
         chunks = []
         for j, chunk in enumerate(encoded.chunks):
             meta = deepcopy(parent.meta)
             meta.update(source_id=parent.id, page_number=page_number(text, chunk.start, chunk.text),
-                        split_id=j, split_idx_start=chunk.start)
+                        split_id=j, split_idx_start=chunk.start, **{SOURCE_HASH_FIELD: digest})
             # The id hashes content and split metadata only, as DocumentSplitter's do.
             chunks.append(Document(content=chunk.text, meta=meta))
         if self.chunk_overlap > 0:
@@ -230,10 +240,12 @@ class DeweyLateChunker(EncoderComponent):
         for group, doc in zip(groups, encoded, strict=True):
             global_embedding = doc.global_embedding.tolist()
             vectors = iter(c.embedding.tolist() for c in doc.chunks)
+            digest = text_digest(doc.text)
             for i, span in zip(group.positions, group.spans, strict=True):
                 # An empty split has no tokens of its own: it takes the source's global embedding.
                 vector = global_embedding if span is None else next(vectors)
-                out[i] = [replace(documents[i], embedding=vector)]
+                meta = {**deepcopy(documents[i].meta), SOURCE_HASH_FIELD: digest}
+                out[i] = [replace(documents[i], embedding=vector, meta=meta)]
             first = documents[group.positions[0]].meta
             sources.append(_source(group.source_id, doc, {k: v for k, v in first.items()
                                                           if k not in _SPLIT_FIELDS}))
@@ -243,7 +255,8 @@ class DeweyLateChunker(EncoderComponent):
 def _source(source_id: str, encoded: LateChunkedDocument, meta: dict[str, Any]) -> Document:
     """The source document: its text, metadata and global embedding, found by ``dewey_source_id``."""
     return Document(id=source_id, content=encoded.text, embedding=encoded.global_embedding.tolist(),
-                    meta={**deepcopy(meta), SOURCE_ID_FIELD: source_id})
+                    meta={**deepcopy(meta), SOURCE_ID_FIELD: source_id,
+                          SOURCE_HASH_FIELD: text_digest(encoded.text)})
 
 
 def _add_split_overlap(chunks: list[Document], spans: list[tuple[int, int]]) -> None:

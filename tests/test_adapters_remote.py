@@ -132,3 +132,36 @@ def test_haystack_serialises_the_server_and_an_env_key(url, monkeypatch, minilm)
     restored.warm_up()
     np.testing.assert_allclose(restored.run(text="try")["embedding"], minilm.encode_queries(["try"])[0],
                                atol=1e-5)
+
+
+def test_haystack_components_check_the_served_model_they_name(url):
+    from haystack.utils import Secret
+
+    from dewey_core.client import RemoteEncoderError
+    from haystack_dewey import DeweyLateChunker, DeweyTextEmbedder
+
+    wrong = DeweyTextEmbedder(api_base_url=url, api_key=Secret.from_token(KEY), model="bge-large")
+    wrong.warm_up()
+    with pytest.raises(RemoteEncoderError, match=r"'bge-large' is not served .* it serves \['minilm'\]"):
+        wrong.run(text="try")
+    named = DeweyLateChunker(api_base_url=url, api_key=Secret.from_token(KEY), model="minilm",
+                             progress_bar=False)
+    named.warm_up()
+    assert named.run([__import__("haystack").Document(content="Ardenvale exports saffron.")])["documents"]
+
+
+def test_llamaindex_objects_restored_from_dict_take_the_served_model(url, minilm):
+    from llama_index.core import Document
+
+    from llamaindex_dewey import DeweyEmbedding, DeweyNodeParser
+
+    embedding = DeweyEmbedding(base_url=url, api_key=KEY)
+    assert "model_name" not in embedding.to_dict()  # never given: whatever the server serves
+    restored = DeweyEmbedding.from_dict(embedding.to_dict(), api_key=KEY)
+    np.testing.assert_allclose(restored.get_query_embedding("lambda"), minilm.encode_queries(["lambda"])[0],
+                               atol=1e-5)
+    saved = DeweyNodeParser(base_url=url, api_key=KEY, chunk_size=CHUNK_SIZE).to_json()
+    parser = DeweyNodeParser.from_json(saved, api_key=KEY)
+    assert parser.get_nodes_from_documents([Document(text="Ardenvale exports saffron.")])
+    named = DeweyEmbedding(base_url=url, api_key=KEY, model_name="minilm")
+    assert DeweyEmbedding.from_dict(named.to_dict(), api_key=KEY).model_name == "minilm"

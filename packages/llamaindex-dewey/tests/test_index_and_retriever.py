@@ -204,3 +204,24 @@ def test_an_unknown_store_is_refused_unless_its_scores_are_named(embed):
     with pytest.raises(UnsupportedStoreError, match=r"similarities of .*Elsewhere into cosine"):
         DeweyRetriever(index=other)
     assert DeweyRetriever(index=other, score_kind="similarity").retrieve("anything") == []
+
+
+def test_custom_embedding_strs_are_what_is_embedded(index, pipeline_nodes, embed, docstore):
+    """Query transforms (HyDE) put the text to embed in ``custom_embedding_strs``; the query
+    string is then only for the LLM. Several strings are averaged (and normalised)."""
+    text = "The assert statement is a convenient way to insert debugging assertions into a program"
+    bundle = QueryBundle("?", custom_embedding_strs=[text])
+    for retriever in (DeweyRetriever(embed, nodes=pipeline_nodes, docstore=docstore, similarity_top_k=3),
+                      DeweyRetriever(index=index, similarity_top_k=3)):
+        want = retriever.retrieve(text)
+        for got in (retriever.retrieve(bundle), asyncio.run(retriever.aretrieve(bundle))):
+            assert [h.node.node_id for h in got] == [h.node.node_id for h in want]
+            assert np.allclose([h.score for h in got], [h.score for h in want], atol=1e-5)
+        assert want[0].node.ref_doc_id == "pydoc-assert"
+    two = ["How do I exit a loop early?", "What does the break statement do?"]
+    mean = np.mean([embed.get_query_embedding(t) for t in two], axis=0)
+    exact = DeweyRetriever(embed, nodes=pipeline_nodes, docstore=docstore, similarity_top_k=3)
+    want = exact.retrieve(QueryBundle("?", embedding=(mean / np.linalg.norm(mean)).tolist()))
+    got = exact.retrieve(QueryBundle("?", custom_embedding_strs=two))
+    assert [h.node.node_id for h in got] == [h.node.node_id for h in want]
+    assert np.allclose([h.score for h in got], [h.score for h in want], atol=1e-5)

@@ -430,3 +430,21 @@ def test_the_docstore_is_shared_by_copies_and_not_serialised(minilm_path):
     assert "docstore" not in parser.to_dict()
     assert copy.deepcopy(parser).docstore is parser.docstore
     assert parser.model_copy().docstore is parser.docstore
+
+
+def test_parts_of_one_document_get_no_document_vector_and_a_warning(minilm_path, topic_texts):
+    """IngestionPipeline([SentenceSplitter(), DeweyNodeParser()]): the parser sees sections of a
+    document, each with the document as its source; none of their vectors is the document's."""
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", chunk_size=64)
+    doc = Document(text=topic_texts["while"] + "\n\n" + topic_texts["break"], id_="doc-loops")
+    parser.get_nodes_from_documents([doc])  # the whole document first: its vector is kept
+    assert "doc-loops" in get_global_vectors(parser.docstore, ["doc-loops"])
+    with pytest.warns(UserWarning, match=r"inputs that are parts of 1 document\(s\) \(e.g. 'doc-loops'\).*"
+                                         r"DeweyNodeParser\(splitter=SentenceSplitter"):
+        nodes = IngestionPipeline(transformations=[SentenceSplitter(chunk_size=128, chunk_overlap=0),
+                                                   parser]).run(documents=[doc])
+    assert {n.ref_doc_id for n in nodes} == {"doc-loops"}
+    assert get_global_vectors(parser.docstore, ["doc-loops"]) == {}  # the stale one is gone too
+    with warnings.catch_warnings():  # the same document twice is not parts of one
+        warnings.simplefilter("error")
+        parser.get_nodes_from_documents([doc, doc])

@@ -56,6 +56,14 @@ class EncoderSettings(BaseModel):
     def _path_to_str(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
+    def to_dict(self, **kwargs: Any) -> dict[str, Any]:
+        """LlamaIndex's serialisation; on a server, a ``model_name`` never given is left out, so
+        a restored object takes whatever the server serves, as the original did."""
+        data = super().to_dict(**kwargs)
+        if self.base_url and "model_name" not in self.model_fields_set:
+            data.pop("model_name", None)
+        return data
+
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False):
         """A copy with ``update`` applied; it finds its model again on first use (an update
         may name another model, device or window)."""

@@ -34,6 +34,13 @@ def put_global_vectors(docstore: BaseDocumentStore, vectors: Mapping[str, np.nda
                      for ref_doc_id, v in vectors.items()], collection=collection)
 
 
+def delete_global_vectors(docstore: BaseDocumentStore, ref_doc_ids: Sequence[str]) -> None:
+    """Forget the global vectors of ``ref_doc_ids`` (those ``docstore`` holds)."""
+    kvstore, collection = _collection(docstore)
+    for ref_doc_id in dict.fromkeys(ref_doc_ids):
+        kvstore.delete(ref_doc_id, collection=collection)
+
+
 def get_global_vectors(docstore: BaseDocumentStore, ref_doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
     """The global vectors of those of ``ref_doc_ids`` that ``docstore`` holds."""
     kvstore, collection = _collection(docstore)

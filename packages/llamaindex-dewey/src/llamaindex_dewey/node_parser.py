@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentS
 
 from dewey_core import LateChunkedDocument
 from llamaindex_dewey._encoder import EncoderSettings
-from llamaindex_dewey.globals import put_global_vectors
+from llamaindex_dewey.globals import delete_global_vectors, put_global_vectors
 
 logger = logging.getLogger("llamaindex_dewey")
 
@@ -205,8 +206,8 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         return nodes
 
     def _keep_globals(self, docs: list[BaseNode], encoded: list[LateChunkedDocument]) -> None:
-        """File each document's global vector under the ref_doc_id its nodes will carry (a
-        document's own source when it has one, as LlamaIndex's post-processing sets it)."""
+        """File each document's global vector under the ref_doc_id its nodes will carry; inputs
+        that are parts of one document get none (and a warning)."""
         if self._pickled_in not in (None, os.getpid()) and isinstance(self.docstore, SimpleDocumentStore):
             warnings.warn(
                 "DeweyNodeParser is running in another process than the one that made it (e.g. "
@@ -214,9 +215,22 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
                 "process's copy of its in-memory docstore and never reach yours, so DeweyRetriever "
                 "cannot fuse document scores. Run with num_workers=1, or give the parser a docstore "
                 "that other processes share (Redis, MongoDB, Postgres, ...).", UserWarning, stacklevel=2)
-        put_global_vectors(self.docstore, {
-            (doc.source_node.node_id if doc.source_node is not None else doc.node_id): result.global_embedding
-            for doc, result in zip(docs, encoded, strict=True) if result.chunks})
+        kept = [(_ref_doc_id(doc), doc.node_id, result.global_embedding)
+                for doc, result in zip(docs, encoded, strict=True) if result.chunks]
+        counts = Counter(ref_doc_id for ref_doc_id, _ in dict.fromkeys((r, n) for r, n, _ in kept))
+        shared = [ref_doc_id for ref_doc_id, n in counts.items() if n > 1]
+        if shared:
+            # Parts of one document (nodes of a splitter run before this parser): each part's
+            # vector is of that part alone, none is the document's.
+            warnings.warn(
+                f"DeweyNodeParser got {sum(counts[r] for r in shared)} inputs that are parts of "
+                f"{len(shared)} document(s) (e.g. {shared[0]!r}), such as the nodes of a splitter run "
+                "before it: each part is late-chunked in its own text only, without the rest of its "
+                "document, and no document vector is kept for them. To late-chunk whole documents "
+                "with that splitter's boundaries, give it to the parser: "
+                "DeweyNodeParser(splitter=SentenceSplitter(...)).", UserWarning, stacklevel=2)
+            delete_global_vectors(self.docstore, shared)
+        put_global_vectors(self.docstore, {r: v for r, _, v in kept if counts[r] == 1})
 
     def _postprocess_parsed_nodes(self, nodes: list[BaseNode],
                                   parent_doc_map: dict[str, Document]) -> list[BaseNode]:
@@ -230,6 +244,12 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
             if isinstance(node, TextNode) and start is not None:
                 node.start_char_idx, node.end_char_idx = start, end
         return nodes
+
+
+def _ref_doc_id(doc: BaseNode) -> str:
+    """The ref_doc_id the input's nodes will carry: its own source when it has one, as
+    LlamaIndex's post-processing sets it."""
+    return doc.source_node.node_id if doc.source_node is not None else doc.node_id
 
 
 def _text(node: BaseNode) -> str:

@@ -18,7 +18,14 @@ from llama_index.core.vector_stores.types import MetadataFilters
 
 from dewey_core import DEFAULT_FUSION_WEIGHT, ScoreKind, fuse, rank_chunk_scores, similarity
 from llamaindex_dewey.globals import get_global_vectors
-from llamaindex_dewey.stores import scores_for, stored_dimension
+from llamaindex_dewey.stores import (
+    Scores,
+    ascores_for,
+    astored_dimension,
+    check_store,
+    scores_for,
+    stored_dimension,
+)
 
 
 class DeweyRetriever(BaseRetriever):
@@ -92,8 +99,9 @@ class DeweyRetriever(BaseRetriever):
                           "ranked by their own scores (fusion_weight has no effect). Pass the "
                           "DeweyNodeParser's docstore.", UserWarning, stacklevel=2)
         self._index = index
-        self._scores = None if index is None else scores_for(index.vector_store, self.vector_store_kwargs,
-                                                              score_kind)
+        # What the store's scores mean is read at query time (a collection or vector index may
+        # be created after the retriever); an unsupported store or score_kind fails here.
+        self.score_kind = check_store(index.vector_store, score_kind) if index is not None else score_kind
         self._nodes: list[BaseNode] = []
         if nodes is not None:
             self._set_nodes(nodes)
@@ -111,24 +119,35 @@ class DeweyRetriever(BaseRetriever):
 
     # ------------------------------------------------------------------ retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = query_bundle.embedding or self.embed_model.get_query_embedding(query_bundle.query_str)
+        query = query_bundle.embedding
+        if query is None:  # several strings (HyDE, custom_embedding_strs): their mean, as LlamaIndex
+            query = _unit(self.embed_model.get_agg_embedding_from_queries(query_bundle.embedding_strs))
         bundle = QueryBundle(query_bundle.query_str, embedding=query)
         if self._index is None:
             return self._rank_nodes(query)
-        self._check_dimension(query)
-        return self._rank(query, self._candidate_retriever().retrieve(bundle))
+        self._check_dimension(query, stored_dimension(self._index.vector_store))
+        candidates = self._candidate_retriever().retrieve(bundle)
+        if not candidates:
+            return []
+        scores = scores_for(self._index.vector_store, self.vector_store_kwargs, self.score_kind)
+        return self._rank(query, candidates, scores)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = query_bundle.embedding or await self.embed_model.aget_query_embedding(query_bundle.query_str)
+        query = query_bundle.embedding
+        if query is None:
+            query = _unit(await self.embed_model.aget_agg_embedding_from_queries(query_bundle.embedding_strs))
         bundle = QueryBundle(query_bundle.query_str, embedding=query)
         if self._index is None:
             return self._rank_nodes(query)
-        self._check_dimension(query)
-        return self._rank(query, await self._candidate_retriever().aretrieve(bundle))
+        self._check_dimension(query, await astored_dimension(self._index.vector_store))
+        candidates = await self._candidate_retriever().aretrieve(bundle)
+        if not candidates:
+            return []
+        scores = await ascores_for(self._index.vector_store, self.vector_store_kwargs, self.score_kind)
+        return self._rank(query, candidates, scores)
 
-    def _check_dimension(self, query: list[float]) -> None:
+    def _check_dimension(self, query: list[float], stored: int | None) -> None:
         """Name a query/store size mismatch before a vector store fails on it obscurely."""
-        stored = stored_dimension(self._index.vector_store)
         if stored is not None and stored != len(query):
             raise ValueError(f"dimension mismatch: the query has {len(query)}, the index's vectors "
                              f"{stored}; embed queries with the model and dim the nodes were parsed with")
@@ -150,10 +169,9 @@ class DeweyRetriever(BaseRetriever):
                                     vector_store_kwargs=self.vector_store_kwargs,
                                     embed_model=self.embed_model, callback_manager=self.callback_manager)
 
-    def _rank(self, query: list[float], candidates: list[NodeWithScore]) -> list[NodeWithScore]:
-        if not candidates:
-            return []
-        chunk = self._scores.cosines([c.score for c in candidates])
+    def _rank(self, query: list[float], candidates: list[NodeWithScore],
+              scores: Scores) -> list[NodeWithScore]:
+        chunk = scores.cosines([c.score for c in candidates])
         return self._fused(np.asarray(query, dtype=np.float32), [c.node for c in candidates], chunk)
 
     def _fused(self, query: np.ndarray, nodes: list[BaseNode], chunk_scores: Any) -> list[NodeWithScore]:
@@ -181,3 +199,11 @@ class DeweyRetriever(BaseRetriever):
 
     def _get_prompt_modules(self) -> dict[str, Any]:
         return {}
+
+
+def _unit(vector: list[float]) -> list[float]:
+    """``vector`` L2-normalised: store scores and global dot products assume unit queries, and a
+    mean of several query vectors is not one."""
+    v = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(v))
+    return (v / norm).tolist() if norm > 0 else v.tolist()

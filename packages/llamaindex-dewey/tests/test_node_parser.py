@@ -448,3 +448,34 @@ def test_parts_of_one_document_get_no_document_vector_and_a_warning(minilm_path,
     with warnings.catch_warnings():  # the same document twice is not parts of one
         warnings.simplefilter("error")
         parser.get_nodes_from_documents([doc, doc])
+
+
+def test_the_chunks_it_embeds_are_reported_as_embedding_events(minilm_path, topic_texts):
+    """TokenCountingHandler and instrumentation see the parser's embeddings, as an embedding
+    model's: one event per late-chunking call, every node's text and vector in it."""
+    import llama_index.core.instrumentation as instrument
+    from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+    from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+    from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent
+
+    class Ends(BaseEventHandler):
+        seen: list = []
+
+        def handle(self, event, **kwargs) -> None:
+            if isinstance(event, EmbeddingEndEvent):
+                self.seen.append(event)
+
+    ends = Ends()
+    instrument.get_dispatcher().add_event_handler(ends)
+    counter = TokenCountingHandler(tokenizer=str.split)
+    parser = DeweyNodeParser(model_name=minilm_path, device="cpu", chunk_size=64,
+                             callback_manager=CallbackManager([counter]))
+    try:
+        nodes = parser.get_nodes_from_documents([Document(text=topic_texts["while"]),
+                                                 Document(text=topic_texts["break"])])
+    finally:
+        instrument.get_dispatcher().event_handlers.remove(ends)
+    (event,) = ends.seen
+    assert event.chunks == [n.text for n in nodes]
+    assert all(close(v, n.embedding) for v, n in zip(event.embeddings, nodes, strict=True))
+    assert counter.total_embedding_token_count == sum(len(n.text.split()) for n in nodes) > 0

@@ -10,7 +10,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import llama_index.core.instrumentation as instrument
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_serializer, field_validator
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
 from llama_index.core.node_parser import NodeParser
 from llama_index.core.node_parser.loading import all_node_parsers
 from llama_index.core.node_parser.node_utils import build_nodes_from_splits, default_id_func
@@ -20,6 +23,8 @@ from llama_index.core.storage.docstore import BaseDocumentStore, SimpleDocumentS
 from dewey_core import LateChunkedDocument
 from llamaindex_dewey._encoder import EncoderSettings
 from llamaindex_dewey.globals import delete_global_vectors, put_global_vectors
+
+dispatcher = instrument.get_dispatcher(__name__)
 
 logger = logging.getLogger("llamaindex_dewey")
 
@@ -169,9 +174,20 @@ class DeweyNodeParser(EncoderSettings, NodeParser):
         chunker = {} if spans is not None else {"chunk_size": self.chunk_size,
                                                 "chunk_overlap": self.chunk_overlap,
                                                 "chunking": self.chunking}
-        return self._run_model(lambda enc: enc.late_chunk(
-            texts, spans, dim=self.dim, allow_overlap=True, context_tokens=self.context_tokens,
-            window_overlap=self.window_overlap, show_progress=show_progress, **chunker))
+        # Reported as LlamaIndex's embedding models report theirs, so callback handlers
+        # (TokenCountingHandler) and instrumentation see the chunks embedded here.
+        model_dict = self.to_dict()
+        dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
+        with self.callback_manager.event(CBEventType.EMBEDDING,
+                                         payload={EventPayload.SERIALIZED: model_dict}) as event:
+            results = self._run_model(lambda enc: enc.late_chunk(
+                texts, spans, dim=self.dim, allow_overlap=True, context_tokens=self.context_tokens,
+                window_overlap=self.window_overlap, show_progress=show_progress, **chunker))
+            chunks = [c.text for r in results for c in r.chunks]
+            vectors = [c.embedding.tolist() for r in results for c in r.chunks]
+            event.on_end(payload={EventPayload.CHUNKS: chunks, EventPayload.EMBEDDINGS: vectors})
+        dispatcher.event(EmbeddingEndEvent(chunks=chunks, embeddings=vectors))
+        return results
 
     def _own_chunks(self, docs: list[BaseNode], show_progress: bool) -> list[BaseNode]:
         encoded = self._late_chunk([_text(d) for d in docs], None, show_progress)

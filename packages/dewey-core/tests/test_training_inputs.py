@@ -106,8 +106,6 @@ def test_window_settings_and_sizes_that_cannot_work(minilm_path, texts, tmp_path
         train(texts, tmp_path / "b", config(minilm_path, matryoshka_dims=(384,)))
     with pytest.raises(ValueError, match="plain_similarity_weight must be a number >= 0"):
         train(texts, tmp_path / "e", config(minilm_path, plain_similarity_weight=-1.0))
-    with pytest.raises(ValueError, match="sentence_weight must be a number >= 0"):
-        train(texts, tmp_path / "f", config(minilm_path, sentence_weight=-1.0))
     with pytest.raises(ValueError, match="freeze_layers must be >= 0, got -1"):
         train(texts, tmp_path / "c", config(minilm_path, freeze_layers=-1))
     with pytest.raises(TrainingError, match="freeze_layers=6 leaves nothing to train: the student has 6"):

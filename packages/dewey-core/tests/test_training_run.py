@@ -131,38 +131,6 @@ def test_the_plain_similarity_term_is_trained_when_weighted(minilm_path, corpus,
     assert all(step["loss"] >= step["plain similarity"] + step["plain"] for step in history)
 
 
-def test_the_sentence_term_trains_sentences_of_the_steps_chunks(minilm_path, corpus, tmp_path, monkeypatch):
-    from dewey_core.training import objectives
-
-    drawn = []
-    original = objectives.chunk_sentences
-
-    def spy(chunks, rng):
-        drawn.append((chunks, original(chunks, rng)))
-        return drawn[-1][1]
-
-    monkeypatch.setattr(objectives, "chunk_sentences", spy)
-    result = train(corpus, tmp_path / "sentences", small(minilm_path, steps=2, held_out_fraction=0.0,
-                                                         sentence_weight=4.0), show_progress=False)
-    history = result.report["history"]
-    assert all(step["sentence"] > 0 for step in history)
-    assert all(step["loss"] >= step["sentence"] + step["plain"] for step in history)
-    for chunks, short in drawn:  # each a sentence of a different chunk, shorter than it
-        assert short and len(short) <= len(chunks)
-        assert all(any(s in c and len(s) < len(c.strip()) for c in chunks) for s in short)
-
-
-def test_chunk_sentences_draws_one_shorter_sentence_per_chunk():
-    import random
-
-    from dewey_core.training.objectives import chunk_sentences
-
-    chunks = ["Ardenvale is a town. Its economy depends on saffron.", "Only one sentence here.",
-              "Too short. x"]
-    assert chunk_sentences(chunks, random.Random(0)) in (
-        ["Ardenvale is a town."], ["Its economy depends on saffron."])
-
-
 def test_a_finished_run_is_not_overwritten(trained, corpus, minilm_path):
     with pytest.raises(TrainingError, match="already holds a finished training run"):
         train(corpus, trained[0].model_dir, small(minilm_path), show_progress=False)

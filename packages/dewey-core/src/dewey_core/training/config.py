@@ -61,12 +61,6 @@ class TrainingConfig:
     mean squared difference between the student's and the teacher's similarity matrices of
     the chunks embedded alone (0: off). The plain term keeps each vector's direction; this
     keeps the margins between near-duplicate texts that per-chunk retrieval ranks by."""
-    sentence_weight: float = 0.0
-    """Weight of a term that keeps short texts where the teacher puts them (chunk alignment):
-    one sentence of each of the step's chunks, embedded alone, towards the teacher's
-    embedding of it (0: off). Queries are short; the plain term only sees whole chunks. With
-    ``plain_similarity_weight`` the sentences join its matrix, so how alike each sentence is
-    to the chunks is kept as well."""
     windows_per_step: int = 8
     """Model windows per chunk-alignment step (the step's size)."""
     batch_size: int = 16
@@ -115,8 +109,7 @@ class TrainingConfig:
         for name in ("learning_rate", "projection_learning_rate"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
-        for name in ("weight_decay", "global_weight", "plain_weight", "plain_similarity_weight",
-                     "sentence_weight", "margin",
+        for name in ("weight_decay", "global_weight", "plain_weight", "plain_similarity_weight", "margin",
                      "max_grad_norm"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")

@@ -13,7 +13,7 @@ from dewey_core.training.config import TrainingConfig
 from dewey_core.training.forward import DocumentPlan, TrainingForward
 from dewey_core.training.losses import cosine_loss, distillation_loss, matryoshka_loss, similarity_loss
 from dewey_core.training.sampling import DocumentPlans, draw_passages, draw_window_runs
-from dewey_core.training.targets import TeacherTargets, chunk_target_text, opening_span, sentences
+from dewey_core.training.targets import TeacherTargets, chunk_target_text, opening_span
 
 
 def chunk_targets(plan: DocumentPlan, chunks: list[int], config: TrainingConfig) -> list[str]:
@@ -22,21 +22,10 @@ def chunk_targets(plan: DocumentPlan, chunks: list[int], config: TrainingConfig)
     return [chunk_target_text(plan.text, plan.spans[j], opening, config.chunk_context) for j in chunks]
 
 
-def chunk_sentences(chunks: list[str], rng: random.Random) -> list[str]:
-    """One sentence drawn from each chunk that has a sentence shorter than itself."""
-    drawn = []
-    for chunk in chunks:
-        shorter = [s for s in sentences(chunk) if s != chunk.strip()]
-        if shorter:
-            drawn.append(rng.choice(shorter))
-    return drawn
-
-
 class ChunkAlignment:
     """Late-chunked chunks towards the teacher's embedding of each chunk told its context;
     global vectors of whole documents towards the teacher's embedding of the document; each
-    chunk embedded alone towards the teacher's embedding of it (the plain term); optionally a
-    sentence of each chunk the same way (the sentence term)."""
+    chunk embedded alone towards the teacher's embedding of it (the plain term)."""
 
     def __init__(self, forward: TrainingForward, plans: DocumentPlans, targets: TeacherTargets,
                  config: TrainingConfig) -> None:
@@ -54,17 +43,12 @@ class ChunkAlignment:
             documents = self.targets.documents([runs[i].plan.text for i in whole])
             terms["global"] = config.global_weight * cosine_loss(
                 torch.stack([global_out[i] for i in whole]), documents)
-        if config.plain_weight or config.plain_similarity_weight or config.sentence_weight:
+        if config.plain_weight or config.plain_similarity_weight:
             plain = [r.plan.text[s:e] for r in runs for s, e in (r.plan.spans[j] for j in r.chunks)]
-            short = chunk_sentences(plain, rng) if config.sentence_weight else []
-            both = [*plain, *short]
-            alone, teacher = self.forward.encode(both), self.targets.texts(both)
-            n = len(plain)
+            alone, teacher = self.forward.encode(plain), self.targets.texts(plain)
             if config.plain_weight:
-                terms["plain"] = config.plain_weight * cosine_loss(alone[:n], teacher[:n])
-            if short:
-                terms["sentence"] = config.sentence_weight * cosine_loss(alone[n:], teacher[n:])
-            if config.plain_similarity_weight and len(both) > 1:
+                terms["plain"] = config.plain_weight * cosine_loss(alone, teacher)
+            if config.plain_similarity_weight and len(plain) > 1:
                 terms["plain similarity"] = config.plain_similarity_weight * similarity_loss(alone, teacher)
         if config.matryoshka_dims:
             terms["matryoshka"] = matryoshka_loss(student, config.matryoshka_dims, config.loss_weights,

@@ -42,22 +42,6 @@ def opening_span(text: str, tok: TokenizedText, opening_tokens: int) -> tuple[in
     return start, max(end, start)
 
 
-#: A sentence ends at a full stop, question or exclamation mark before a space, or at a paragraph break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
-
-
-def sentences(text: str, min_words: int = 3, max_words: int = 40) -> list[str]:
-    """The sentences of ``text`` of ``min_words`` to ``max_words`` words: short texts like the
-    queries a model is asked, drawn from the corpus itself.
-
-    Example:
-        >>> sentences("Ardenvale is a town. Its economy depends on saffron. Ok.")
-        ['Ardenvale is a town.', 'Its economy depends on saffron.']
-    """
-    pieces = (p.strip() for p in _SENTENCE_END.split(text))
-    return [p for p in pieces if min_words <= len(p.split()) <= max_words]
-
-
 def chunk_target_text(text: str, span: tuple[int, int], opening: tuple[int, int],
                       chunk_context: str) -> str:
     """What the teacher embeds for the chunk at ``span`` of ``text``."""

@@ -453,13 +453,15 @@ def test_parts_of_one_document_get_no_document_vector_and_a_warning(minilm_path,
 def test_the_chunks_it_embeds_are_reported_as_embedding_events(minilm_path, topic_texts):
     """TokenCountingHandler and instrumentation see the parser's embeddings, as an embedding
     model's: one event per late-chunking call, every node's text and vector in it."""
+    from typing import ClassVar
+
     import llama_index.core.instrumentation as instrument
     from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler
     from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent
 
     class Ends(BaseEventHandler):
-        seen: list = []
+        seen: ClassVar[list] = []
 
         def handle(self, event, **kwargs) -> None:
             if isinstance(event, EmbeddingEndEvent):

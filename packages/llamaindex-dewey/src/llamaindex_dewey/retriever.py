@@ -101,7 +101,8 @@ class DeweyRetriever(BaseRetriever):
         self._index = index
         # What the store's scores mean is read at query time (a collection or vector index may
         # be created after the retriever); an unsupported store or score_kind fails here.
-        self.score_kind = check_store(index.vector_store, score_kind) if index is not None else score_kind
+        self.score_kind = score_kind if index is None else check_store(index.vector_store, score_kind,
+                                                                        self.vector_store_kwargs)
         self._nodes: list[BaseNode] = []
         if nodes is not None:
             self._set_nodes(nodes)

@@ -98,11 +98,15 @@ def _faiss(store: Any, query_kwargs: dict[str, Any]) -> Scores:
     return Scores(kinds[metric])
 
 
-def _lancedb(store: Any, query_kwargs: dict[str, Any]) -> Scores:
+def _lancedb_check(store: Any, query_kwargs: dict[str, Any]) -> None:
     query_type = query_kwargs.get("query_type", store.query_type)
     if query_type != "vector":
         raise UnsupportedStoreError(f"LanceDB query_type={query_type!r} reports text or fused scores; "
                                     "DeweyRetriever needs query_type='vector'")
+
+
+def _lancedb(store: Any, query_kwargs: dict[str, Any]) -> Scores:
+    _lancedb_check(store, query_kwargs)
     # LlamaIndex's queries name no metric: LanceDB then uses its vector index's, else L2.
     kinds = {"l2": "squared_l2", "cosine": "cosine_distance", "dot": "cosine_distance"}
     metric = _lancedb_metric(store)
@@ -142,15 +146,22 @@ def _reader(store: BasePydanticVectorStore) -> Callable[[Any, dict[str, Any]], S
     return None
 
 
-def check_store(store: BasePydanticVectorStore, score_kind: ScoreKind | None = None) -> ScoreKind | None:
-    """Refuse a ``score_kind`` that is not one, and a store whose scores are unknown without
-    one (nothing is read from the store); returns ``score_kind``."""
+def check_store(store: BasePydanticVectorStore, score_kind: ScoreKind | None = None,
+                query_kwargs: dict[str, Any] | None = None) -> ScoreKind | None:
+    """Refuse a ``score_kind`` that is not one, a store whose scores are unknown without one,
+    and settings whose scores are not similarities (hybrid Qdrant, LanceDB text queries);
+    nothing is read from the store. Returns ``score_kind``."""
     if score_kind is not None:
         if score_kind not in SCORE_KINDS:
             raise ValueError(f"score_kind must be one of {', '.join(SCORE_KINDS)}, got {score_kind!r}")
         return score_kind
-    if _reader(store) is None:
+    reader = _reader(store)
+    if reader is None:
         raise _unsupported(store)
+    if reader is _qdrant:
+        _qdrant_check(store)
+    if reader is _lancedb:
+        _lancedb_check(store, query_kwargs or {})
     return None
 
 

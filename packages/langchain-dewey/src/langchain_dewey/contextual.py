@@ -42,6 +42,11 @@ DOC_ID = "dewey_doc_id"
 """Chunk metadata: id of the chunk's document (its ``Document.id``, else a content hash)."""
 CHUNK_INDEX = "dewey_chunk"
 """Chunk metadata: position of the chunk among its document's chunks."""
+DOC_HASH = "dewey_doc_hash"
+"""Chunk metadata: a digest of the chunk's whole document. A chunk's vector depends on all of
+its document, so when the document is edited every chunk's metadata changes with it, and
+LangChain's ``index()`` (which skips content it has seen) re-embeds the chunks whose own text
+did not change."""
 GLOBAL_KEY_PREFIX = "dewey-global/"
 """Docstore keys of the documents' global vectors: ``"dewey-global/<doc id>"``."""
 CHUNK_IDS = "dewey_chunk_ids"
@@ -139,7 +144,9 @@ class ContextualVectorCache:
         self._by_doc: dict[str, list[int]] = {}
         self._doc_keys: dict[str, str | None] = {}  # doc id -> hash of the text it was split from
         self._forgotten: OrderedDict[str, None] = OrderedDict()
-        self._cursor: int | None = None  # where the previous call's run ended
+        # Per thread: where that thread's previous call's run ended. Two threads storing
+        # splits at once must not steer each other's lookups.
+        self._cursors = threading.local()
         self._pinned = threading.local()
 
     def __len__(self) -> int:
@@ -220,8 +227,9 @@ class ContextualVectorCache:
 
     def _find_run(self, keys: list[str]) -> Lookup | None:
         n = len(keys)
-        if self._cursor is not None and self._run_at(self._cursor, keys):
-            starts = [self._cursor]
+        cursor = getattr(self._cursors, "at", None)
+        if cursor is not None and self._run_at(cursor, keys):
+            starts = [cursor]
         else:
             starts = [s for s in self._by_key.get(keys[0], ()) if self._run_at(s, keys)]
         if not starts:
@@ -230,7 +238,7 @@ class ContextualVectorCache:
         vectors = [self._entries[chosen + i].vector for i in range(n)]
         ambiguous = [i for i in range(n) if any(
             not np.array_equal(self._entries[s + i].vector, vectors[i]) for s in starts[:-1])]
-        self._cursor = chosen + n
+        self._cursors.at = chosen + n
         return Lookup(list(vectors), ambiguous)
 
     def _one_by_one(self, keys: list[str]) -> Lookup:
@@ -290,4 +298,4 @@ class ContextualVectorCache:
             self._by_doc.clear()
             self._doc_keys.clear()
             self._forgotten.clear()
-            self._cursor = None
+            self._cursors = threading.local()

@@ -28,7 +28,7 @@ from langchain_dewey.contextual import (
     read_global_record,
 )
 from langchain_dewey.embeddings import DeweyEmbeddings
-from langchain_dewey.splitter import DeweyTextSplitter
+from langchain_dewey.splitter import DeweyTextSplitter, _holds_bytes
 from langchain_dewey.stores import cosine_hits, search_for, stored_dimension
 
 SCORE = "dewey_score"
@@ -117,6 +117,9 @@ class DeweyRetriever(BaseRetriever):
                                  f"embeddings are {type(store_embeddings).__name__}")
             # Not `self.embeddings = ...`: under validate_assignment that reruns this validator.
             object.__setattr__(self, "embeddings", store_embeddings)
+        if self.docstore is not None and _holds_bytes(self.docstore):
+            raise TypeError(f"docstore {type(self.docstore).__name__} stores bytes, not Documents: wrap "
+                            "it as the splitter's was, e.g. create_kv_docstore(LocalFileStore(path))")
         if self.mode == "documents" and self.docstore is None:
             raise ValueError("mode='documents' needs docstore=, the store that DeweyTextSplitter "
                              "filled with the parent documents")
@@ -129,12 +132,15 @@ class DeweyRetriever(BaseRetriever):
         return self
 
     # ------------------------------------------------------------------ ingestion
-    def add_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[str]:
+    def add_documents(self, documents: Sequence[Document], ids: Sequence[str] | None = None,
+                      **kwargs: Any) -> list[str]:
         """Split ``documents`` with :attr:`splitter` and store them: the chunks (with their
         contextual vectors, handed to the store's ``embed_documents`` call exactly, in order)
-        in :attr:`vectorstore`, the parents and global vectors in :attr:`docstore`. Chunks
-        that an earlier version of a document had and this one lacks are deleted from the
-        vector store. ``kwargs`` go to the vector store's ``add_documents``.
+        in :attr:`vectorstore`, the parents and global vectors in :attr:`docstore`. An earlier
+        version of a document (the same ``Document.id``, or ``ids[i]``) has all its chunks
+        deleted from the vector store first: each chunk's vector depends on the whole
+        document, and not every store replaces a chunk stored again under its id (FAISS and
+        LanceDB add it twice). ``kwargs`` go to the vector store's ``add_documents``.
 
         Returns the ids of the stored chunks.
         """
@@ -144,21 +150,25 @@ class DeweyRetriever(BaseRetriever):
         if self.vectorstore.embeddings is not embeddings:
             raise ValueError("the vector store must embed with the splitter's DeweyEmbeddings object "
                              "(the one whose contextual vectors the splitter fills)")
+        documents = _with_ids(documents, ids)
+        if any(not d.id for d in documents):
+            warnings.warn("documents without Document.id: an edited version of one is stored as a new "
+                          "document and its old chunks stay in the vector store. Give documents ids "
+                          "(Document(id=...) or add_documents(docs, ids=[...])) to replace them.",
+                          UserWarning, stacklevel=caller_stacklevel())
         split = self.splitter.split_for_storage(documents)
         records = dict(split.records)
         old = self.docstore.mget([key for key in records if key.startswith("dewey-global/")])
-        new_ids = {c.id for c in split.chunks}
-        stale = [i for record in old if record is not None
-                 for i in record.metadata.get(CHUNK_IDS, []) if i not in new_ids]
+        stale = [i for record in old if record is not None for i in record.metadata.get(CHUNK_IDS, [])]
         if stale:
-            self.vectorstore.delete(stale)
-        ids = []
+            _delete_held(self.vectorstore, stale)
+        chunk_ids = []
         if split.chunks:
             with embeddings.contextual_cache.pinned([c.page_content for c in split.chunks], split.vectors):
-                ids = self.vectorstore.add_documents(split.chunks, ids=[c.id for c in split.chunks],
-                                                     **kwargs)
+                chunk_ids = self.vectorstore.add_documents(split.chunks, ids=[c.id for c in split.chunks],
+                                                           **kwargs)
         self.docstore.mset(split.records)
-        return ids
+        return chunk_ids
 
     # ------------------------------------------------------------------ retrieval
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
@@ -241,12 +251,37 @@ def _doc_id(chunk: Document, position: int) -> Any:
     return chunk.metadata.get(DOC_ID) or _chunk_id(chunk) or f"chunk-{position}"
 
 
+def _with_ids(documents: Sequence[Document], ids: Sequence[str] | None) -> list[Document]:
+    """``documents`` with ``ids`` as their ids (VectorStore.add_documents' convention)."""
+    documents = list(documents)
+    if ids is None:
+        return documents
+    ids = list(ids)
+    if len(ids) != len(documents):
+        raise ValueError(f"ids has {len(ids)} ids for {len(documents)} documents")
+    return [d.model_copy(update={"id": i}) for d, i in zip(documents, ids, strict=True)]
+
+
+def _delete_held(store: VectorStore, chunk_ids: list[str]) -> None:
+    """Delete ``chunk_ids`` from the store; a store that refuses ids it does not hold (FAISS)
+    deletes those of them it holds."""
+    try:
+        store.delete(chunk_ids)
+    except ValueError:
+        held = [d.id for d in store.get_by_ids(chunk_ids) if d.id]
+        if held:
+            store.delete(held)
+
+
 def _chunk_id(chunk: Document) -> str | None:
-    """The chunk's id; stores that return none (Qdrant, LanceDB) get it from its metadata."""
+    """The id the store holds the chunk under; for stores that return none (LanceDB), the id
+    the splitter gave it, from its metadata."""
+    if chunk.id:
+        return chunk.id
     meta = chunk.metadata
     if meta.get(DOC_ID) is not None and meta.get(CHUNK_INDEX) is not None:
         return chunk_id(meta[DOC_ID], meta[CHUNK_INDEX])
-    return chunk.id
+    return None
 
 
 def _scores(hit: Any) -> dict[str, float | None]:

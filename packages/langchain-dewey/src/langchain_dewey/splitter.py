@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import typing
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from dewey_core import LateChunkedDocument
 from langchain_dewey._stack import caller_stacklevel
 from langchain_dewey.contextual import (
     CHUNK_INDEX,
+    DOC_HASH,
     DOC_ID,
     START_INDEX,
     chunk_id,
     document_ids,
     global_key,
     global_record,
+    text_key,
 )
 from langchain_dewey.embeddings import DeweyEmbeddings, check_texts
 
@@ -51,7 +54,9 @@ class DeweyTextSplitter(TextSplitter):
     checked text by text (see :mod:`langchain_dewey.contextual`).
 
     Each chunk's metadata holds its parent's metadata plus ``start_index`` (character offset),
-    ``dewey_doc_id`` and ``dewey_chunk`` (position among its document's chunks); no vector.
+    ``dewey_doc_id``, ``dewey_chunk`` (position among its document's chunks) and
+    ``dewey_doc_hash`` (a digest of the whole document: it changes when any part of the
+    document does, so ``index()`` re-embeds every chunk of an edited document); no vector.
     Chunk ids are UUIDs derived from the document id and the position, so storing the same
     document again overwrites its chunks; documents without ``Document.id`` get an id from a
     hash of ``source`` and text (identical ones in one call are told apart). With a
@@ -115,6 +120,10 @@ class DeweyTextSplitter(TextSplitter):
                             f"got {type(base_splitter).__name__}")
         if docstore is not None and not isinstance(docstore, BaseStore):
             raise TypeError(f"docstore must be a langchain BaseStore, got {type(docstore).__name__}")
+        if docstore is not None and _holds_bytes(docstore):
+            raise TypeError(f"docstore {type(docstore).__name__} stores bytes, not Documents: wrap it, "
+                            "e.g. docstore=create_kv_docstore(LocalFileStore(path)) (from "
+                            "langchain_classic.storage)")
         if chunking not in ("boundaries", "fixed"):
             raise ValueError(f"chunking must be 'boundaries' or 'fixed', got {chunking!r}")
         if base_splitter is not None:
@@ -175,9 +184,11 @@ class DeweyTextSplitter(TextSplitter):
         out = Split([], [], [])
         for text, meta, doc_id, doc in zip(texts, metadatas, doc_ids, late, strict=True):
             ids_of_doc = [chunk_id(doc_id, j) for j in range(len(doc.chunks))]
+            digest = text_key(text)[:16]
             for j, chunk in enumerate(doc.chunks):
                 chunk_meta = copy.deepcopy(meta)
-                chunk_meta.update({START_INDEX: chunk.start, DOC_ID: doc_id, CHUNK_INDEX: j})
+                chunk_meta.update({START_INDEX: chunk.start, DOC_ID: doc_id, CHUNK_INDEX: j,
+                                   DOC_HASH: digest})
                 out.chunks.append(Document(id=ids_of_doc[j], page_content=chunk.text, metadata=chunk_meta))
                 out.vectors.append(chunk.embedding)
             parent = Document(id=doc_id, page_content=text, metadata={**copy.deepcopy(meta), DOC_ID: doc_id})
@@ -242,3 +253,13 @@ class DeweyTextSplitter(TextSplitter):
             start, previous_len = found, len(chunk)
             spans.append((found, found + len(chunk)))
         return spans
+
+
+def _holds_bytes(store: BaseStore) -> bool:
+    """A byte store (``LocalFileStore``, ``InMemoryByteStore``, ...), by its declared type."""
+    for cls in type(store).__mro__:
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, BaseStore) and bytes in typing.get_args(base):
+                return True
+    return False

@@ -228,3 +228,43 @@ def test_a_base_splitter_with_overlap_equal_to_its_size_is_accepted(embeddings):
     text = "Saffron is a spice.\n\nIt is costly.\n\nIt grows in autumn."
     chunks = DeweyTextSplitter(embeddings, base_splitter=base).split_documents([Document(text)])
     assert [c.page_content for c in chunks] == base.split_text(text)
+
+
+def test_two_threads_storing_at_once_do_not_steer_each_other(embeddings):
+    """Two ingestion threads share one DeweyEmbeddings, each storing its split text by text;
+    their calls interleave (A, B, A's footer, B's footer). The footer is in both documents:
+    each thread's footer gets its own document's vector."""
+    import threading
+
+    footer = "Contact the support team for more help."
+    splitter = DeweyTextSplitter(embeddings, base_splitter=CharacterTextSplitter(
+        separator="\n\n", chunk_size=10, chunk_overlap=0))
+    docs = [Document("Saffron is the most expensive spice by weight.\n\n" + footer, id="spice"),
+            Document("Rust is a language with a borrow checker.\n\n" + footer, id="rust")]
+    splits = [splitter.split_documents([d]) for d in docs]
+    expected = {}
+    for doc, chunks in zip(docs, splits, strict=True):
+        [ref] = embeddings.encoder.late_chunk([doc.page_content], spans=[spans_of(chunks)])
+        expected.update({c.id: v for c, v in zip(chunks, ref.chunk_embeddings, strict=True)})
+    turns = [threading.Event() for _ in range(5)]
+    turns[0].set()
+    got, warned = {}, []
+
+    def store(chunks, mine):  # one text per embed call, in turn
+        for chunk, turn in zip(chunks, mine, strict=True):
+            turns[turn].wait()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", HandoffWarning)
+                got[chunk.id] = np.asarray(embeddings.embed_documents([chunk.page_content])[0])
+            warned.extend(caught)
+            turns[turn + 1].set()
+
+    threads = [threading.Thread(target=store, args=(splits[0], [0, 2])),
+               threading.Thread(target=store, args=(splits[1], [1, 3]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not warned
+    for chunk_id, vector in expected.items():
+        np.testing.assert_allclose(got[chunk_id], vector, atol=1e-6)

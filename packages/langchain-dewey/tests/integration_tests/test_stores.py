@@ -16,9 +16,11 @@ from langchain_dewey import DOC_ID, DeweyEmbeddings, DeweyRetriever, DeweyTextSp
 pytestmark = pytest.mark.stores
 
 FOOTER = "Contact the support team for more help."
-DOCS = [Document("Saffron is the most expensive spice by weight.\n\n" + FOOTER, metadata={"source": "spice"}),
-        Document("Rust is a language with a borrow checker.\n\n" + FOOTER, metadata={"source": "rust"}),
-        Document("Tea is a drink made from leaves.\n\n" + FOOTER, metadata={"source": "tea"})]
+DOCS = [Document("Saffron is the most expensive spice by weight.\n\n" + FOOTER, id="spice",
+                 metadata={"source": "spice"}),
+        Document("Rust is a language with a borrow checker.\n\n" + FOOTER, id="rust",
+                 metadata={"source": "rust"}),
+        Document("Tea is a drink made from leaves.\n\n" + FOOTER, id="tea", metadata={"source": "tea"})]
 
 
 def _cosine_384():
@@ -177,3 +179,106 @@ def test_a_filter_passes_through_per_call_and_from_search_kwargs(emb):
                            search_kwargs={"filter": only_tea}).invoke("spice")
     assert [d.id for d in per_call] == [d.id for d in fixed] and len(fixed) == 2
     assert {d.metadata["source"] for d in fixed} == {"tea"}
+
+
+GUIDE = Document("First part.\n\nSecond part.\n\nThird part.", id="guide", metadata={"source": "guide"})
+EDITED = Document("First part, edited.\n\nSecond part.", id="guide", metadata={"source": "guide"})
+
+
+@pytest.mark.parametrize("kind", ["faiss", "lancedb"])
+def test_add_documents_replaces_an_edited_document_in_stores_that_do_not_upsert(emb, kind, tmp_path):
+    """FAISS refuses an id it holds (after adding the vector to its index) and LanceDB adds
+    the chunk twice: the earlier version's chunks are deleted first, all of them."""
+    if kind == "faiss":
+        import faiss
+        from langchain_community.docstore.in_memory import InMemoryDocstore
+        from langchain_community.vectorstores import FAISS
+
+        store = FAISS(emb, faiss.IndexFlatIP(384), InMemoryDocstore(), {})
+        count = lambda: store.index.ntotal  # noqa: E731
+    else:
+        import lancedb
+        from langchain_community.vectorstores import LanceDB
+
+        store = LanceDB(connection=lancedb.connect(str(tmp_path / "lance")), embedding=emb, table_name="t",
+                        mode="append")
+        count = lambda: store.get_table().count_rows()  # noqa: E731
+    retriever = DeweyRetriever(vectorstore=store, docstore=InMemoryStore(), splitter=paragraphs(emb), k=2)
+    retriever.add_documents([GUIDE, DOCS[2]])
+    assert count() == 3 + 2
+    retriever.add_documents([EDITED])
+    assert count() == 2 + 2
+    hits = retriever.invoke("the edited first part")
+    chunks = paragraphs(emb).split_documents([EDITED])
+    expected = reference(emb, chunks, [EDITED])
+    assert {h.page_content for h in hits} == {c.page_content for c in chunks}
+    for hit in hits:
+        query = np.asarray(emb.embed_query("the edited first part"))
+        assert hit.metadata["dewey_chunk_score"] == pytest.approx(float(expected[hit.id] @ query), abs=1e-4)
+
+
+def test_add_documents_takes_ids_and_warns_about_documents_without_one(emb):
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    store = InMemoryVectorStore(emb)
+    retriever = DeweyRetriever(vectorstore=store, docstore=InMemoryStore(), splitter=paragraphs(emb))
+    plain = [Document(d.page_content, metadata=d.metadata) for d in DOCS]
+    with pytest.raises(ValueError, match="ids has 1 ids for 3 documents"):
+        retriever.add_documents(plain, ids=["one"])
+    assert not store.store  # refused before any work
+    retriever.add_documents(plain, ids=["spice", "rust", "tea"])  # ParentDocumentRetriever's spelling
+    assert {r["metadata"][DOC_ID] for r in store.store.values()} == {"spice", "rust", "tea"}
+    with pytest.warns(UserWarning, match="documents without Document.id: an edited version of one is stored "
+                                         "as a new document"):
+        retriever.add_documents(plain[:1])
+
+
+def test_the_retriever_returns_the_ids_the_store_holds(emb, tmp_path):
+    from langchain_chroma import Chroma
+
+    parents = InMemoryStore()
+    chunks = paragraphs(emb, parents).split_documents(DOCS[:1])
+    store = Chroma(collection_name="own-ids", embedding_function=emb, persist_directory=str(tmp_path / "c"))
+    own = store.add_documents(chunks, ids=[f"spice-{i}" for i in range(len(chunks))])
+    hit = DeweyRetriever(vectorstore=store, docstore=parents, k=1).invoke("costly spice")[0]
+    documents = DeweyRetriever(vectorstore=store, docstore=parents, k=1, mode="documents")
+    best = documents.invoke("costly spice")[0]
+    assert hit.id in own and best.metadata["dewey_best_chunk_id"] == hit.id
+    assert store.get_by_ids([hit.id])[0].page_content == hit.page_content
+
+
+def test_langchain_index_re_embeds_every_chunk_of_an_edited_document(emb):
+    """``index()`` skips content it has seen; a chunk whose own text did not change still has
+    a new vector when its document changed, and its metadata says so (``dewey_doc_hash``)."""
+    from langchain_core.indexing import InMemoryRecordManager, index
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    store, records = InMemoryVectorStore(emb), InMemoryRecordManager("dewey")
+    records.create_schema()
+    first = Document("It is the most expensive item on the list.\n\nSaffron is a spice from crocus flowers.",
+                     id="item", metadata={"source": "item"})
+    second = Document("It is the most expensive item on the list.\n\nA Ferrari is an Italian sports car.",
+                      id="item", metadata={"source": "item"})
+    settings = {"cleanup": "incremental", "source_id_key": "source"}
+    index(paragraphs(emb).split_documents([first]), records, store, **settings)
+    chunks = paragraphs(emb).split_documents([second])
+    result = index(chunks, records, store, **settings)
+    assert result["num_skipped"] == 0 and result["num_added"] == 2
+    stored = {r["text"]: np.asarray(r["vector"]) for r in store.store.values()}
+    for chunk_id, vector in reference(emb, chunks, [second]).items():
+        text = next(c.page_content for c in chunks if c.id == chunk_id)
+        np.testing.assert_allclose(stored[text], vector, atol=1e-5)
+
+
+def test_a_byte_store_as_docstore_is_refused_with_the_fix(emb, tmp_path):
+    from langchain_classic.storage import LocalFileStore, create_kv_docstore
+    from langchain_core.stores import InMemoryByteStore
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    for raw in (LocalFileStore(tmp_path / "parents"), InMemoryByteStore()):
+        with pytest.raises(TypeError, match=r"stores bytes, not Documents: wrap it, e.g. "
+                                            r"docstore=create_kv_docstore\(LocalFileStore\(path\)\)"):
+            paragraphs(emb, raw)
+        with pytest.raises(TypeError, match="stores bytes, not Documents"):
+            DeweyRetriever(vectorstore=InMemoryVectorStore(emb), docstore=raw)
+    paragraphs(emb, create_kv_docstore(LocalFileStore(tmp_path / "wrapped")))

@@ -14,6 +14,9 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 # The default backend (torch), whatever the developer's shell prefers; test_openvino.py and
 # test_bench.py set their own.
 os.environ["DEWEY_BACKEND"] = "torch"
+# float32 products: tests compare vectors with float32 references (sentence-transformers,
+# hand-computed) at 1e-5. test_cpu_matmul.py checks the bfloat16-product default per family.
+os.environ["DEWEY_CPU_MATMUL"] = "float32"
 
 
 def pytest_collection_modifyitems(config, items):

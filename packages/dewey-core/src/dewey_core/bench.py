@@ -230,7 +230,9 @@ class Models:
 
         enc = DeweyEncoder.from_pretrained(model, device=device)
         st = load_sentence_transformer(model, enc, dtype)
-        equal = DeweyEncoder.from_pretrained(model, device=device, dtype=st.dtype, backend="torch")
+        equal = DeweyEncoder.from_pretrained(model, device=device, dtype=st.dtype, backend="torch",
+                                             matmul_dtype="float32" if str(st.dtype) == "torch.float32"
+                                             and enc.model.device.type == "cpu" else None)
         return cls(enc, st, None if equal.model is enc.model else equal)
 
     def runtime(self, which: str) -> str:

@@ -72,7 +72,7 @@ class DeweyEncoder:
                         dtype: str | torch.dtype | None = None, max_length: int | None = None,
                         *, token_budget: int | None = None, batch_size: int | None = None,
                         packed: bool | None = None, backend: str | None = None,
-                        **model_options: Any) -> DeweyEncoder:
+                        matmul_dtype: str | None = None, **model_options: Any) -> DeweyEncoder:
         """Load (or reuse) a model from a local directory or a Hugging Face id.
 
         Args:
@@ -87,18 +87,24 @@ class DeweyEncoder:
             backend: ``"torch"`` (default) or ``"openvino"`` (CPU, float32, sentence-transformers
                 and Stella models: see :mod:`dewey_core.openvino`); ``$DEWEY_BACKEND`` sets a
                 preference.
+            matmul_dtype: for a float32 model on the CPU, the linear layers' products:
+                ``"bfloat16"`` (float32 accumulation and activations; the default on CPUs that
+                compute bfloat16 natively) or ``"float32"`` (the default elsewhere);
+                ``$DEWEY_CPU_MATMUL`` sets a preference. See :mod:`dewey_core.cpu_matmul`.
             model_options: family options (e.g. ``pooling`` for dewey_en_beta, ``attention``).
         """
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
-        model = shared_model(name_or_path, device, dtype, backend, **model_options)
+        model = shared_model(name_or_path, device, dtype, backend, matmul_dtype, **model_options)
         return cls(model, max_length=max_length, token_budget=token_budget, batch_size=batch_size,
                    packed=packed)
 
     def __repr__(self) -> str:
         m = self.model
         return (f"DeweyEncoder(model={str(m.path)!r}, family={m.family!r}, device='{m.device}', "
-                f"dtype={str(m.dtype).removeprefix('torch.')!r}, backend={m.backend!r}, "
+                f"dtype={str(m.dtype).removeprefix('torch.')!r}, "
+                + (f"matmul_dtype={m.matmul_dtype!r}, " if m.matmul_dtype else "")
+                + f"backend={m.backend!r}, "
                 f"attention={m.attention.kernel!r}, packed={self.packed}, "
                 f"max_length={self.max_length}, dimension={self.dimension})")
 

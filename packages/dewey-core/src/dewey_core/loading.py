@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from dewey_core.cpu_matmul import resolve_matmul_dtype, use_bf16_matmul
 from dewey_core.models import EncoderModel, check_options, detect_family
 from dewey_core.openvino import BACKENDS, on_openvino, unsupported_reason
 
@@ -71,7 +72,8 @@ def resolve_model_dir(name_or_path: str | os.PathLike, *, allow_download: bool =
 
 
 def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: torch.dtype,
-                 backend: str | None = None, **options: Any) -> EncoderModel:
+                 backend: str | None = None, matmul_dtype: str | None = None,
+                 **options: Any) -> EncoderModel:
     """One loaded model per (directory, device, dtype, load options, backend) in this process.
     The :data:`HUB_OPTIONS` among ``options`` only locate the directory.
 
@@ -91,13 +93,24 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     path = resolve_model_dir(name_or_path, patterns=patterns, **hub)
     family = detect_family(path)
     check_options(family, path, options)
+    # OpenVINO runs float32; otherwise a float32 CPU model may take bf16 products (cpu_matmul).
+    openvino = backend == "openvino" or (backend is None and preferred == "openvino")
+    matmul = resolve_matmul_dtype("float32" if openvino else matmul_dtype, device, dtype)
     key = (str(path), str(device), dtype, family.load_key(path, device, dtype, options))
+    if matmul == "bfloat16":
+        key = (*key, "bf16-matmul")
     with _lock:
         if key not in _loaded:
-            _loaded[key] = family.load(path, device, dtype,
-                                       **{k: v for k, v in options.items() if k in family.options})
-            logger.info("loaded %s (%s) on %s in %s, %s attention", path, family.name, device,
-                        str(dtype).removeprefix("torch."), _loaded[key].attention.kernel)
+            loaded = family.load(path, device, dtype,
+                                 **{k: v for k, v in options.items() if k in family.options})
+            if matmul == "bfloat16":
+                use_bf16_matmul(loaded)
+                loaded.matmul_dtype = matmul
+            _loaded[key] = loaded
+            logger.info("loaded %s (%s) on %s in %s%s, %s attention", path, family.name, device,
+                        str(dtype).removeprefix("torch."),
+                        " with bfloat16 matrix products" if matmul == "bfloat16" else "",
+                        loaded.attention.kernel)
         model = _loaded[key]
         if backend == "openvino" or (backend is None and preferred == "openvino"
                                      and not options.get("trust_remote_code")

@@ -56,6 +56,9 @@ class EncoderModel:
     backbone: torch.nn.Module
     backend: str = "torch"
     """What runs the forward step: ``torch`` or ``openvino`` (see :mod:`dewey_core.openvino`)."""
+    matmul_dtype: str | None = None
+    """``"bfloat16"`` when the linear layers of this float32 CPU model take bfloat16 products
+    (:mod:`dewey_core.cpu_matmul`), else ``None`` (products in the model's dtype)."""
     supports_images: bool = False
     """True for families that embed images (see ``image_sequences`` on those families)."""
 

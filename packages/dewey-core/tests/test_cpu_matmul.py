@@ -1,0 +1,79 @@
+"""bfloat16 matrix products for float32 CPU models: every family's vectors stay within cosine
+0.9999 of float32; the choice is named in ``repr``, settable, and refused where it cannot apply.
+
+(The rest of the suite runs with ``DEWEY_CPU_MATMUL=float32``, set in the root conftest, since
+it compares vectors with float32 references at 1e-5.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dewey_core import DeweyEncoder
+from dewey_core.cpu_matmul import BF16MatmulLinear, native_bf16, resolve_matmul_dtype
+from dewey_core.testing import tiny_dewey, tiny_encoder, tiny_jasper, tiny_stella
+
+CPU = torch.device("cpu")
+
+
+def cosines(a, b) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, minilm_path) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("matmul")
+    return {"minilm": minilm_path, "dewey": str(tiny_dewey(root / "dewey")),
+            "jasper": str(tiny_jasper(root / "jasper")), "stella": str(tiny_stella(root / "stella")),
+            "roberta": str(tiny_encoder(root / "roberta", "roberta"))}
+
+
+@pytest.mark.parametrize("family", ["minilm", "dewey", "jasper", "stella", "roberta"])
+def test_bf16_products_stay_within_cosine_0_9999_of_float32(checkpoints, family, pydoc_topics):
+    bf16 = DeweyEncoder.from_pretrained(checkpoints[family], device="cpu", matmul_dtype="bfloat16")
+    fp32 = DeweyEncoder.from_pretrained(checkpoints[family], device="cpu", matmul_dtype="float32")
+    assert bf16.model is not fp32.model and bf16.model.matmul_dtype == "bfloat16"
+    linears = [m for m in bf16.model.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(isinstance(m, BF16MatmulLinear) for m in linears)
+    assert not any(isinstance(m, BF16MatmulLinear) for m in fp32.model.backbone.modules())
+    texts = [pydoc_topics[t][:600] for t in ("for", "while", "try", "with")]
+    assert cosines(bf16.encode_documents(texts), fp32.encode_documents(texts)).min() >= 0.9999
+    assert cosines(bf16.encode_queries(texts[:2]), fp32.encode_queries(texts[:2])).min() >= 0.9999
+    long = [pydoc_topics["class"][:6000]]
+    a, b = bf16.late_chunk(long, chunk_size=64)[0], fp32.late_chunk(long, chunk_size=64)[0]
+    assert [c.start for c in a.chunks] == [c.start for c in b.chunks]
+    assert cosines(a.chunk_embeddings, b.chunk_embeddings).min() >= 0.9999
+    assert cosines(a.global_embedding, b.global_embedding) >= 0.9999
+    if bf16.model.supports_images:
+        image = Image.new("RGB", (48, 32), (200, 30, 30))
+        assert cosines(bf16.encode_images([image]), fp32.encode_images([image])).min() >= 0.9999
+
+
+def test_the_choice_is_named_and_follows_the_cpu(minilm_path, monkeypatch):
+    monkeypatch.delenv("DEWEY_CPU_MATMUL")
+    native = "bfloat16" if native_bf16() else "float32"
+    assert resolve_matmul_dtype(None, CPU, torch.float32) == native
+    default = DeweyEncoder.from_pretrained(minilm_path, device="cpu")
+    assert (f"matmul_dtype={native!r}" in repr(default)) == (native == "bfloat16")
+    monkeypatch.setenv("DEWEY_CPU_MATMUL", "float32")
+    assert resolve_matmul_dtype(None, CPU, torch.float32) == "float32"
+    assert resolve_matmul_dtype("bfloat16", CPU, torch.float32) == "bfloat16"  # the argument wins
+    assert "matmul_dtype" not in repr(DeweyEncoder.from_pretrained(minilm_path, device="cpu"))
+
+
+def test_where_bf16_products_cannot_apply_it_is_said(minilm_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"matmul_dtype must be one of \('float32', 'bfloat16'\)"):
+        DeweyEncoder.from_pretrained(minilm_path, device="cpu", matmul_dtype="int8")
+    monkeypatch.setenv("DEWEY_CPU_MATMUL", "fp16")
+    with pytest.raises(ValueError, match="DEWEY_CPU_MATMUL must be one of"):
+        DeweyEncoder.from_pretrained(minilm_path, device="cpu")
+    monkeypatch.setenv("DEWEY_CPU_MATMUL", "bfloat16")
+    with pytest.raises(ValueError, match="matmul_dtype='bfloat16' is for float32 models on the CPU; this one "
+                                         "is bfloat16 on cpu"):
+        DeweyEncoder.from_pretrained(minilm_path, device="cpu", dtype="bfloat16", matmul_dtype="bfloat16")
+    # A bfloat16 model takes its own products; the preference does not apply to it.
+    bf16_model = DeweyEncoder.from_pretrained(minilm_path, device="cpu", dtype="bfloat16").model
+    assert bf16_model.matmul_dtype is None

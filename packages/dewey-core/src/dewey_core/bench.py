@@ -240,7 +240,8 @@ class Models:
         if which == "st":
             return f"torch {str(self.st.dtype).removeprefix('torch.')}"
         m = getattr(self, which).model
-        return f"{m.backend} {str(m.dtype).removeprefix('torch.')}, {m.attention.kernel} attention"
+        products = " with bfloat16 matrix products" if m.matmul_dtype == "bfloat16" else ""
+        return f"{m.backend} {str(m.dtype).removeprefix('torch.')}{products}, {m.attention.kernel} attention"
 
     def counter(self) -> PositionCounter:
         """Counts positions run by the models (hooks stay for the models' lifetime)."""

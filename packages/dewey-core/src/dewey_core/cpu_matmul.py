@@ -10,7 +10,9 @@ product is accumulated and returned in float32 (the bias added in float32). Ever
 float32 (``tests/test_cpu_matmul.py`` checks every family).
 
 ``matmul_dtype`` (``DeweyEncoder.from_pretrained``) or ``$DEWEY_CPU_MATMUL`` chooses:
-``"bfloat16"``, ``"float32"``, or unset for the CPU's native choice.
+``"bfloat16"``, ``"float32"``, or unset for the CPU's native choice. Models loaded with
+``trust_remote_code`` keep float32 products unless ``matmul_dtype`` asks (their own code may
+read a linear layer's weight dtype); OpenVINO runs float32.
 
 Example:
     >>> import torch
@@ -96,4 +98,3 @@ def use_bf16_matmul(model: Any) -> int:
                 module.__class__ = BF16MatmulLinear
                 turned += 1
     return turned
-

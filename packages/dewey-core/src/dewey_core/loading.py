@@ -93,9 +93,11 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     path = resolve_model_dir(name_or_path, patterns=patterns, **hub)
     family = detect_family(path)
     check_options(family, path, options)
-    # OpenVINO runs float32; otherwise a float32 CPU model may take bf16 products (cpu_matmul).
+    # OpenVINO runs float32; otherwise a float32 CPU model may take bf16 products (cpu_matmul),
+    # unless it runs its own code (which may read a linear layer's weight dtype) and none was asked.
     openvino = backend == "openvino" or (backend is None and preferred == "openvino")
-    matmul = resolve_matmul_dtype("float32" if openvino else matmul_dtype, device, dtype)
+    own_code = options.get("trust_remote_code") and matmul_dtype is None
+    matmul = resolve_matmul_dtype("float32" if openvino or own_code else matmul_dtype, device, dtype)
     key = (str(path), str(device), dtype, family.load_key(path, device, dtype, options))
     if matmul == "bfloat16":
         key = (*key, "bf16-matmul")

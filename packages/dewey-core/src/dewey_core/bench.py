@@ -231,8 +231,7 @@ class Models:
         enc = DeweyEncoder.from_pretrained(model, device=device)
         st = load_sentence_transformer(model, enc, dtype)
         equal = DeweyEncoder.from_pretrained(model, device=device, dtype=st.dtype, backend="torch",
-                                             matmul_dtype="float32" if str(st.dtype) == "torch.float32"
-                                             and enc.model.device.type == "cpu" else None)
+                                             matmul_dtype="float32")
         return cls(enc, st, None if equal.model is enc.model else equal)
 
     def runtime(self, which: str) -> str:

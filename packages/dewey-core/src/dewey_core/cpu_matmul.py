@@ -46,8 +46,9 @@ def native_bf16() -> bool:
 
 def resolve_matmul_dtype(matmul_dtype: str | None, device: torch.device, dtype: torch.dtype) -> str | None:
     """The linear layers' product dtype for a model on ``device`` in ``dtype``: ``None`` where
-    the choice does not apply (not a float32 model on the CPU), else ``"bfloat16"`` or
-    ``"float32"`` (``matmul_dtype``, else ``$DEWEY_CPU_MATMUL``, else the CPU's native choice)."""
+    the choice does not apply (not a float32 model on the CPU; ``"float32"`` asked for such a
+    model is its own products, so it is accepted), else ``"bfloat16"`` or ``"float32"``
+    (``matmul_dtype``, else ``$DEWEY_CPU_MATMUL``, else the CPU's native choice)."""
     chosen = matmul_dtype if matmul_dtype is not None else (os.environ.get("DEWEY_CPU_MATMUL") or None)
     if chosen is not None and chosen not in MATMUL_DTYPES:
         source = "matmul_dtype" if matmul_dtype is not None else "DEWEY_CPU_MATMUL"

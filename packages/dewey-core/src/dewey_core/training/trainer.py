@@ -179,10 +179,10 @@ class _Run:
                                 "(any model the engine loads can be the teacher)")
         self.student_model = student_model
         self.student = DeweyEncoder(student_model, max_length=config.max_length)
-        # float32 products: the targets are the teacher's own, as the student trains in float32.
+        # float32 products (where they apply: a float32 CPU teacher): the targets are the
+        # teacher's own, as the student trains in float32.
         self.teacher = DeweyEncoder.from_pretrained(config.teacher or config.model, device=device,
-                                                    dtype=config.dtype, matmul_dtype=_full_products(
-                                                        device, config.dtype))
+                                                    dtype=config.dtype, matmul_dtype="float32")
         if config.objective == CHUNK_ALIGNMENT and not _shares_tokenizer(self.student, self.teacher):
             raise TrainingError(
                 f"chunk alignment needs a teacher with the student's tokenizer (each chunk's tokens "
@@ -364,9 +364,3 @@ class _Run:
             "suite": {"before": before["suite"], "after": after["suite"]} if config.suite else None,
             "history": history,
         }
-
-
-def _full_products(device: torch.device, dtype: str | None) -> str | None:
-    """``"float32"`` where the teacher is a float32 CPU model (it would otherwise take bfloat16
-    products on CPUs that compute them natively), else ``None``."""
-    return "float32" if device.type == "cpu" and dtype in (None, "float32", "fp32", "float") else None

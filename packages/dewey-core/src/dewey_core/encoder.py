@@ -17,7 +17,7 @@ import torch
 from dewey_core.chunking import char_spans, check_chunking, chunk_token_ranges
 from dewey_core.devices import resolve_device, resolve_dtype
 from dewey_core.inputs import check_dim, check_int, check_spans, check_texts
-from dewey_core.loading import shared_model
+from dewey_core.loading import HUB_OPTIONS, plain_model_dir, shared_model
 from dewey_core.models import EncoderModel
 from dewey_core.pooling import content_mean, pool, segment_sums, token_state
 from dewey_core.runtime import run_sequences
@@ -43,8 +43,10 @@ class DeweyEncoder:
 
     def __init__(self, model: EncoderModel, *, max_length: int | None = None,
                  token_budget: int | None = None, batch_size: int | None = None,
-                 packed: bool | None = None) -> None:
+                 packed: bool | None = None, plain_model: EncoderModel | None = None) -> None:
         special = model.tokenizer.num_special
+        if plain_model is not None:
+            _check_plain_model(model, plain_model)
         max_length = check_int(max_length, "max_length", optional=True)
         token_budget = check_int(token_budget, "token_budget", optional=True)
         if max_length is not None and not special < max_length <= model.max_length:
@@ -53,6 +55,11 @@ class DeweyEncoder:
         if token_budget is not None and token_budget < 1:
             raise ValueError(f"token_budget must be a positive int or None, got {token_budget}")
         self.model = model
+        """The model that late-chunks (and, without :attr:`plain_model`, embeds everything)."""
+        self.plain_model = plain_model
+        """Where a trained model ships its starting weights (``dewey train``): the model that
+        embeds queries, documents and chunks alone, in the space the late-chunked vectors were
+        trained into. ``None``: :attr:`model` embeds them."""
         self.max_length = max_length or model.max_length
         self.token_budget = token_budget or model.default_token_budget()
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
@@ -72,7 +79,8 @@ class DeweyEncoder:
                         dtype: str | torch.dtype | None = None, max_length: int | None = None,
                         *, token_budget: int | None = None, batch_size: int | None = None,
                         packed: bool | None = None, backend: str | None = None,
-                        matmul_dtype: str | None = None, **model_options: Any) -> DeweyEncoder:
+                        matmul_dtype: str | None = None, plain_model: bool = True,
+                        **model_options: Any) -> DeweyEncoder:
         """Load (or reuse) a model from a local directory or a Hugging Face id.
 
         Args:
@@ -91,13 +99,21 @@ class DeweyEncoder:
                 ``"bfloat16"`` (float32 accumulation and activations; the default on CPUs that
                 compute bfloat16 natively) or ``"float32"`` (the default elsewhere);
                 ``$DEWEY_CPU_MATMUL`` sets a preference. See :mod:`dewey_core.cpu_matmul`.
+            plain_model: for a folder from ``dewey train`` that keeps its starting weights
+                (``dewey.json`` names them), embed queries and whole texts with those and
+                late-chunk with the trained weights (default), or ``False`` to use the trained
+                weights for everything.
             model_options: family options (e.g. ``pooling`` for dewey_en_beta, ``attention``).
         """
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
         model = shared_model(name_or_path, device, dtype, backend, matmul_dtype, **model_options)
+        plain_dir = plain_model_dir(model.path) if plain_model else None
+        plain = None if plain_dir is None else shared_model(
+            plain_dir, device, dtype, backend, matmul_dtype,
+            **{k: v for k, v in model_options.items() if k not in HUB_OPTIONS})
         return cls(model, max_length=max_length, token_budget=token_budget, batch_size=batch_size,
-                   packed=packed)
+                   packed=packed, plain_model=plain)
 
     def __repr__(self) -> str:
         m = self.model
@@ -105,7 +121,8 @@ class DeweyEncoder:
                 f"dtype={str(m.dtype).removeprefix('torch.')!r}, "
                 + (f"matmul_dtype={m.matmul_dtype!r}, " if m.matmul_dtype else "")
                 + f"backend={m.backend!r}, "
-                f"attention={m.attention.kernel!r}, packed={self.packed}, "
+                + (f"plain_model={str(self.plain_model.path)!r}, " if self.plain_model else "")
+                + f"attention={m.attention.kernel!r}, packed={self.packed}, "
                 f"max_length={self.max_length}, dimension={self.dimension})")
 
     # ------------------------------------------------------------------ properties
@@ -179,17 +196,18 @@ class DeweyEncoder:
         dim = check_dim(dim, self._available_dims())
         if not texts:
             return np.zeros((0, dim or self.dimension), dtype=np.float32)
-        toks = self.model.tokenizer.tokenize(texts, prompt)
+        model = self.plain_model or self.model
+        toks = model.tokenizer.tokenize(texts, prompt)
         # Truncation policy: keep the first tokens that fit after prefix, prompt and suffix.
         windows = [plan_windows(i, t.head(self._room(t)), *self._specials(),
                                 self.max_length, WindowPolicy())[0] for i, t in enumerate(toks)]
         pooled: list[torch.Tensor | None] = [None] * len(texts)
 
         def consume(i: int, states: torch.Tensor) -> None:
-            pooled[i] = pool(states, self.model.pooling, windows[i].layout)
+            pooled[i] = pool(states, model.pooling, windows[i].layout)
 
-        self._run([w.ids for w in windows], consume, show_progress, desc)
-        return self._finish(torch.stack(pooled), dim, normalize)
+        self._run([w.ids for w in windows], consume, show_progress, desc, model=model)
+        return self._finish(torch.stack(pooled), dim, normalize, model=model)
 
     # ------------------------------------------------------------------ late chunking
     def late_chunk(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None,
@@ -268,18 +286,20 @@ class DeweyEncoder:
         return (*self.model.head_dims, self.dimension)
 
     def _run(self, sequences: list[list[int]], consume, show_progress: bool | None,
-             desc: str, extras: list | None = None) -> None:
+             desc: str, extras: list | None = None, model: EncoderModel | None = None) -> None:
+        model = model or self.model
         self.positions_run += run_sequences(
-            self.model.forward, sequences, consume, pad_id=self.model.tokenizer.pad_id,
-            device=self.model.device, token_budget=self.token_budget,
+            model.forward, sequences, consume, pad_id=model.tokenizer.pad_id,
+            device=model.device, token_budget=self.token_budget,
             max_batch_size=self.batch_size, packed=self.packed,
-            flash=self.model.packing == "flash", extras=extras, show_progress=show_progress,
+            flash=model.packing == "flash", extras=extras, show_progress=show_progress,
             desc=desc)
 
-    def _finish(self, pooled: torch.Tensor, dim: int | None, normalize: bool = True) -> np.ndarray:
+    def _finish(self, pooled: torch.Tensor, dim: int | None, normalize: bool = True,
+                model: EncoderModel | None = None) -> np.ndarray:
         """Heads, truncation to ``dim``, L2 normalisation; float32 numpy."""
         with torch.inference_mode():
-            vectors = self.model.project(pooled, dim).float()
+            vectors = (model or self.model).project(pooled, dim).float()
         if dim is not None:
             if vectors.shape[-1] < dim:  # a head choice gone wrong must not pass as dim columns
                 raise RuntimeError(f"the model returned {vectors.shape[-1]} dimensions where {dim} "
@@ -328,6 +348,25 @@ class DeweyEncoder:
         self._run([it.ids for it in items], consume, show_progress, "Encoding images",
                   extras=[it.pixels for it in items])
         return self._finish(torch.stack(pooled), dim)
+
+
+def _check_plain_model(model: EncoderModel, plain: EncoderModel) -> None:
+    """A plain model must tokenise, prompt and size vectors as the late-chunking model does:
+    its vectors are compared with the late-chunked ones."""
+    t, pt = model.tokenizer, plain.tokenizer
+    differences = [name for name, a, b in (
+        ("family", model.family, plain.family),
+        ("dimension", model.dimension, plain.dimension),
+        ("head sizes", model.head_dims, plain.head_dims),
+        ("window lengths", model.max_length, plain.max_length),
+        ("prompts", (model.prompts.query, model.prompts.document),
+         (plain.prompts.query, plain.prompts.document)),
+        ("special tokens", (t.prefix_ids, t.suffix_ids, t.pad_id), (pt.prefix_ids, pt.suffix_ids, pt.pad_id)),
+        ("vocabulary", t.hf.get_vocab(), pt.hf.get_vocab()),
+        ("device", model.device, plain.device)) if a != b]
+    if differences:
+        raise ValueError(f"the plain model {plain.path} does not match {model.path}: its "
+                         f"{', '.join(differences)} differ")
 
 
 class _DocumentPooler:

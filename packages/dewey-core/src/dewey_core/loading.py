@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -123,6 +124,38 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
             model = _loaded[(*key, "openvino")]
     return model.with_options(**{k: v for k, v in options.items()
                                  if k in family.view_options and v is not None})
+
+
+#: A model folder's own dewey settings (written by ``dewey train``).
+DEWEY_CONFIG = "dewey.json"
+
+
+def plain_model_dir(path: Path) -> Path | None:
+    """The folder of the weights that embed queries and whole texts, when the model folder
+    ``path`` names one in ``dewey.json`` (``{"plain_model": "plain"}``; ``dewey train`` writes
+    it); ``None`` otherwise. Its weights late-chunk; the plain model's embed everything else.
+    """
+    file = path / DEWEY_CONFIG
+    if not file.is_file():
+        return None
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not readable JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {type(config).__name__}")
+    unknown = sorted(set(config) - {"plain_model"})
+    if unknown:
+        raise ValueError(f"{file} has unknown keys {unknown}; it takes 'plain_model'")
+    name = config.get("plain_model")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ValueError(f"{file}: plain_model must name a folder inside {path}, got {name!r}")
+    folder = path / name
+    if not folder.is_dir():
+        raise ValueError(f"{file} names the plain model folder {name!r}, which {path} does not hold")
+    return folder
 
 
 def clear_model_cache() -> None:

@@ -86,16 +86,22 @@ def verify(enc: Any, keys: list[str]) -> dict[str, Any]:
         "query_prompt": model.prompts.query, "document_prompt": model.prompts.document,
     }
     texts = [q for q, _ in SANITY] + SANITY[0][1]
-    report["norms"] = _raw_norms(enc, texts)
-    report["non_finite"] = bool(not np.isfinite(enc.encode_documents(texts)).all())
+    # A folder that keeps its starting weights (dewey train) embeds texts with those: check the
+    # checkpoint's own weights alone as well.
+    report["plain_model"] = None if enc.plain_model is None else str(enc.plain_model.path)
+    checked = [("", enc)] if enc.plain_model is None else \
+        [("trained", type(enc)(model, max_length=enc.max_length)), ("plain", enc)]
+    report["norms"] = _raw_norms(checked[0][1], texts)
+    report["non_finite"] = any(not np.isfinite(e.encode_documents(texts)).all() for _, e in checked)
     rows = []
-    for dim in sorted({*model.head_dims, model.dimension}):
-        for (query, passages), relevant in zip(SANITY, RELEVANT, strict=True):
-            q = enc.encode_queries([query], dim)[0]
-            scores = enc.encode_documents(passages, dim) @ q
-            rows.append({"dim": dim, "query": query,
-                         "scores": [round(float(s), 4) for s in scores],
-                         "passed": int(np.argmax(scores)) == relevant})
+    for weights, e in checked:
+        for dim in sorted({*model.head_dims, model.dimension}):
+            for (query, passages), relevant in zip(SANITY, RELEVANT, strict=True):
+                q = e.encode_queries([query], dim)[0]
+                scores = e.encode_documents(passages, dim) @ q
+                rows.append({"weights": weights, "dim": dim, "query": query,
+                             "scores": [round(float(s), 4) for s in scores],
+                             "passed": int(np.argmax(scores)) == relevant})
     report["sanity"] = rows
     report["sanity_passed"] = all(r["passed"] for r in rows) and not report["non_finite"]
     if getattr(enc, "supports_images", False):
@@ -127,6 +133,8 @@ def format_report(report: dict[str, Any]) -> str:
              f"heads {report['head_dims'] or 'one'}; max length {report['max_length']}",
              f"pooling      {report['pooling']}",
              f"prompts      query {report['query_prompt']!r}; document {report['document_prompt']!r}",
+             *([f"plain model  {report['plain_model']} (embeds queries and whole texts; the "
+                "checkpoint's weights late-chunk)"] if report.get("plain_model") else []),
              "norms        " + ", ".join(f"{d}: {n}" for d, n in report["norms"].items())
              + " (before normalisation)",
              f"finite       {'no: NaN or inf in outputs' if report['non_finite'] else 'yes'}"]
@@ -134,7 +142,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"images       shape {report['image_embedding_shape']}, similarity to "
                      f"'a red image' (red, blue): {report['image_text_similarity']}")
     for row in report["sanity"]:
-        lines.append(f"{'PASS' if row['passed'] else 'FAIL'}   dim {row['dim']:>5}  "
+        weights = f"{row['weights']:<8}" if row.get("weights") else ""
+        lines.append(f"{'PASS' if row['passed'] else 'FAIL'}   {weights}dim {row['dim']:>5}  "
                      f"{row['query']!r}: {row['scores']}")
     lines.append("all sanity checks passed" if report["sanity_passed"] else
                  "some sanity checks FAILED (expected for random weights)")

@@ -4,6 +4,7 @@ uninterrupted one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -63,7 +64,11 @@ def test_chunks_move_towards_their_targets_on_held_out_text(trained):
     assert before["global cosine to target"] == pytest.approx(1.0, abs=1e-5)  # teacher = start
     assert after["chunk cosine to target"] > before["chunk cosine to target"]
     assert before["plain cosine to target"] == pytest.approx(1.0, abs=1e-5)
-    assert 0.9 < after["plain cosine to target"] < 1.0  # the plain term keeps chunks alone close
+    # The starting weights, kept, embed chunks alone; the trained weights alone stay close.
+    assert after["plain cosine to target"] == pytest.approx(1.0, abs=1e-5)
+    alone = result.report["trained_weights_alone"]["held_out"]
+    assert 0.9 < alone["plain cosine to target"] < 1.0  # the plain term keeps chunks alone close
+    assert alone["chunk cosine to target"] == pytest.approx(after["chunk cosine to target"], abs=1e-6)
     assert {"chunk", "global", "plain"} <= set(result.report["history"][-1])
     assert {"held-out retrieval: naive recall@1", "held-out retrieval: late recall@1"} <= set(after)
 
@@ -78,21 +83,30 @@ def test_report_files(trained):
     assert report["config"]["steps"] == 6 and report["objective"] == "chunk-alignment"
     markdown = (work / "report.md").read_text()
     assert "| chunk cosine to target |" in markdown and "![loss](loss.png)" in markdown
+    assert report["plain_model"] == "plain" and "## The trained weights alone" in markdown
     assert (work / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (work / "checkpoint.pt").exists()  # removed once the model is saved
 
 
-def test_saved_folder_loads_in_the_engine_and_in_sentence_transformers(trained):
+def test_saved_folder_loads_in_the_engine_and_in_sentence_transformers(trained, minilm):
     from sentence_transformers import SentenceTransformer
 
     out = trained[0].model_dir
-    modules = json.loads((out / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
-    assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
+    for folder in (out, out / "plain"):
+        modules = json.loads((folder / "modules.json").read_text())
+        assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+        assert json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
+    assert json.loads((out / "dewey.json").read_text()) == {"plain_model": "plain"}
     texts = ["What does Ardenvale export?", "The 'if' statement is used for conditional execution."]
-    ours = DeweyEncoder.from_pretrained(out, device="cpu").encode_documents(texts)
-    theirs = SentenceTransformer(str(out), device="cpu").encode(texts)
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # sentence-transformers loads the trained weights at the top level ...
+    trained_alone = DeweyEncoder.from_pretrained(out, device="cpu", plain_model=False).encode_documents(texts)
+    np.testing.assert_allclose(trained_alone, SentenceTransformer(str(out), device="cpu").encode(texts),
+                               atol=1e-5)
+    # ... and the kept starting weights are MiniLM's, which the engine embeds whole texts with.
+    np.testing.assert_allclose(SentenceTransformer(str(out / "plain"), device="cpu").encode(texts),
+                               minilm.encode_documents(texts), atol=1e-5)
+    np.testing.assert_allclose(DeweyEncoder.from_pretrained(out, device="cpu").encode_documents(texts),
+                               minilm.encode_documents(texts), atol=1e-5)
 
 
 def test_the_model_changed_and_the_adapters_load_it(trained, minilm):
@@ -102,8 +116,13 @@ def test_the_model_changed_and_the_adapters_load_it(trained, minilm):
 
     out = str(trained[0].model_dir)
     query = "How do I leave a loop early?"
-    engine = DeweyEncoder.from_pretrained(out, device="cpu").encode_queries([query])[0]
-    assert float(engine @ minilm.encode_queries([query])[0]) < 0.99999  # trained, not a copy
+    encoder = DeweyEncoder.from_pretrained(out, device="cpu")
+    text = "The break statement leaves the loop. It may only occur inside a for or while loop."
+    late = encoder.late_chunk([text], chunk_size=8)[0].chunk_embeddings
+    assert float((late * minilm.late_chunk([text], chunk_size=8)[0].chunk_embeddings).sum(1).min()) \
+        < 0.99999  # trained, not a copy
+    engine = encoder.encode_queries([query])[0]
+    np.testing.assert_allclose(engine, minilm.encode_queries([query])[0], atol=1e-5)  # the plain model
     langchain = DeweyEmbeddings(model=out, device="cpu").embed_query(query)
     llamaindex = DeweyEmbedding(model_name=out, device="cpu").get_query_embedding(query)
     embedder = DeweyTextEmbedder(model=out, device="cpu")
@@ -115,7 +134,10 @@ def test_the_model_changed_and_the_adapters_load_it(trained, minilm):
 
 def test_frozen_layers_keep_their_weights_and_the_rest_train(minilm_path, corpus, tmp_path):
     result = train(corpus, tmp_path / "frozen", small(minilm_path, steps=2, held_out_fraction=0.0,
-                                                      freeze_layers=4), show_progress=False)
+                                                      freeze_layers=4, plain_model=False),
+                   show_progress=False)
+    assert not (result.model_dir / "plain").exists() and not (result.model_dir / "dewey.json").exists()
+    assert result.report["plain_model"] is None and result.report["trained_weights_alone"] is None
     start = load_file(f"{minilm_path}/model.safetensors")
     after = load_file(str(result.model_dir / "model.safetensors"))
     changed = {k for k in after if not torch.equal(start[k], after[k])}
@@ -160,7 +182,10 @@ def test_an_interrupted_run_resumes_to_the_same_model(minilm_path, corpus, tmp_p
         train(corpus, tmp_path / "resumed", small(minilm_path, steps=3, save_every=2,
                                                    held_out_fraction=0.0, learning_rate=1e-4))
     monkeypatch.setattr(trainer_module._Run, "step", real_step)
-    resumed = train(corpus, tmp_path / "resumed", config, show_progress=False)
+    # Keeping the starting weights or not changes what is saved, not the steps: it may change.
+    resumed = train(corpus, tmp_path / "resumed", dataclasses.replace(config, plain_model=False),
+                    show_progress=False)
+    assert (tmp_path / "straight" / "plain").is_dir() and not (tmp_path / "resumed" / "plain").exists()
 
     assert [h["loss"] for h in resumed.report["history"]] == [h["loss"] for h in straight.report["history"]]
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")

@@ -92,6 +92,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--drop-projection", action="store_true",
                    help="save the student at its own size (the projection to the teacher's size is "
                         "trained but not kept)")
+    p.add_argument("--no-plain-model", action="store_false", dest="plain_model",
+                   help="chunk alignment: save the trained weights alone, not beside the starting "
+                        "weights that embed queries and whole texts")
     p.add_argument("--held-out", type=float, default=_DEFAULTS.held_out_fraction, dest="held_out_fraction",
                    help=f"share of documents held out for evaluation (default {_DEFAULTS.held_out_fraction})")
     p.add_argument("--suite", action="store_true",
@@ -126,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             windows_per_step=args.windows_per_step,
             batch_size=args.batch_size, loss_weights=args.loss_weights,
             matryoshka_dims=args.matryoshka_dims, keep_projection=not args.drop_projection,
+            plain_model=args.plain_model,
             held_out_fraction=args.held_out_fraction, suite=args.suite, suite_seed=args.suite_seed,
             seed=args.seed, save_every=args.save_every, max_length=args.max_length,
             context_tokens=args.context_tokens, window_overlap=args.window_overlap,

@@ -70,6 +70,12 @@ class TrainingConfig:
     margin: float = RESIM_MARGIN
     matryoshka_dims: tuple[int, ...] = ()
     """Smaller output sizes trained by self-distillation (use them with ``dim=``)."""
+    plain_model: bool = True
+    """Chunk alignment against the student's own starting weights: save those weights beside
+    the trained ones (``plain/``, named in ``dewey.json``). ``DeweyEncoder`` then embeds queries
+    and whole texts with them, in the space the late-chunked vectors were trained into, so
+    plain retrieval stays exactly what it was, and late-chunks with the trained weights.
+    ``False`` saves the trained weights alone (half the size; plain retrieval then drifts)."""
     keep_projection: bool = True
     """Save the projection to the teacher's size as a Dense module (when one was needed)."""
     held_out_fraction: float = 0.1

@@ -7,17 +7,26 @@ Layout (what sentence-transformers itself writes): the transformer at the top le
 ``sentence_bert_config.json`` (``max_seq_length``) and ``config_sentence_transformers.json``
 (the student's prompts). ``DeweyEncoder.from_pretrained``, the adapters and
 ``SentenceTransformer`` all load it.
+
+A chunk-aligned student may also keep its starting weights in ``plain/`` (the same layout),
+named by ``dewey.json``: ``DeweyEncoder`` embeds queries and whole texts with them and
+late-chunks with the trained weights at the top level, which ``SentenceTransformer`` loads.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from dewey_core.loading import DEWEY_CONFIG
 from dewey_core.models.sentence_transformers import SentenceTransformerModel
+
+#: Where a trained folder keeps its starting weights (``save_plain_model``).
+PLAIN_DIR = "plain"
 
 _POOLING_FLAGS = {"mean": "pooling_mode_mean_tokens", "mean_no_prompt": "pooling_mode_mean_tokens",
                   "cls": "pooling_mode_cls_token", "lasttoken": "pooling_mode_lasttoken"}
@@ -79,3 +88,15 @@ def save_sentence_transformer(model: SentenceTransformerModel, dense: list[torch
     st_config.setdefault("similarity_fn_name", "cosine")
     _write_json(out / "config_sentence_transformers.json", st_config)
 
+
+
+def save_plain_model(model: SentenceTransformerModel | None, out: Path, *, max_length: int) -> None:
+    """Save ``model`` (the starting weights) into ``out/plain`` and name it in ``dewey.json``;
+    ``None`` removes both (the folder then holds the trained weights alone)."""
+    if model is None:
+        (out / DEWEY_CONFIG).unlink(missing_ok=True)
+        shutil.rmtree(out / PLAIN_DIR, ignore_errors=True)
+        return
+    dense = list(model.dense) if model.dense is not None else []
+    save_sentence_transformer(model, dense, out / PLAIN_DIR, max_length=max_length)
+    _write_json(out / DEWEY_CONFIG, {"plain_model": PLAIN_DIR})

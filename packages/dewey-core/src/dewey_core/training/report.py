@@ -124,6 +124,20 @@ def write_report(folder: Path, report: dict) -> None:
         after = [Score(**s) for s in report["suite"]["after"]]
         lines += ["", f"## The project's evaluation (seed {config['suite_seed']})", "",
                   *summary_table(before, after), "", "Per length:", "", *suite_table(before, after)]
+    alone = report.get("trained_weights_alone")
+    if alone and (alone["held_out"] or alone.get("suite")):
+        lines += ["", "## The trained weights alone", "",
+                  f"The folder keeps the starting weights in `{report['plain_model']}/` (named in "
+                  "`dewey.json`): `DeweyEncoder` embeds queries and whole texts with them, in the space "
+                  "the late-chunked vectors were trained into, and late-chunks with the trained weights. "
+                  "That pairing is \"after\" above. Below, the trained weights alone, as "
+                  "sentence-transformers loads the folder (or `DeweyEncoder.from_pretrained(..., "
+                  "plain_model=False)`).", ""]
+        if alone["held_out"]:
+            lines += held_out_table(report["held_out"]["before"], alone["held_out"])
+        if alone.get("suite"):
+            lines += ["", *summary_table([Score(**s) for s in report["suite"]["before"]],
+                                         [Score(**s) for s in alone["suite"]])]
     lines += ["", "## Loss", "", "![loss](loss.png)", "", "## Settings", "",
               "| setting | value |", "| --- | --- |",
               *(f"| {k} | {v} |" for k, v in config.items()), ""]

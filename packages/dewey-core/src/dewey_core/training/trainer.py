@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 from dewey_core.devices import resolve_device
 from dewey_core.encoder import DeweyEncoder
 from dewey_core.evaluation import EvaluationConfig, run_evaluation
-from dewey_core.loading import resolve_model_dir
+from dewey_core.loading import plain_model_dir, resolve_model_dir
 from dewey_core.models import load_model
 from dewey_core.models.sentence_transformers import SentenceTransformerModel
 from dewey_core.training.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from dewey_core.training.config import CHUNK_ALIGNMENT, TrainingConfig
 from dewey_core.training.corpus import Corpus, CorpusSplit, read_corpus, split_corpus
-from dewey_core.training.export import save_sentence_transformer
+from dewey_core.training.export import PLAIN_DIR, save_plain_model, save_sentence_transformer
 from dewey_core.training.forward import TrainingForward
 from dewey_core.training.freezing import count_layers, frozen
 from dewey_core.training.heldout import evaluate_held_out_retrieval, sentence_removal_set
@@ -40,8 +40,8 @@ from dewey_core.windowing import WindowPolicy
 logger = logging.getLogger("dewey_core")
 
 REPORT_DIR = "training"
-# Settings that may change between a run and its resumption (they do not change what is computed).
-_RESUMABLE_CHANGES = ("device", "save_every")
+# Settings that may change between a run and its resumption (the steps compute the same).
+_RESUMABLE_CHANGES = ("device", "save_every", "plain_model")
 
 
 class TrainingError(ValueError):
@@ -113,9 +113,11 @@ def train(corpus: Corpus, out: str | Path, config: TrainingConfig | None = None,
                                        "corpus": fingerprint})
     seconds = time.perf_counter() - started
 
-    after = run.evaluate()
+    after = run.evaluate(run.released())
+    # With a plain model, also the trained weights alone (what sentence-transformers loads).
+    alone = run.evaluate(run.student) if run.keeps_plain else None
     run.export(out)
-    report = run.report(out, state["history"], state["before"], after, seconds, corpus, split)
+    report = run.report(out, state["history"], state["before"], after, seconds, corpus, split, alone)
     work.mkdir(parents=True, exist_ok=True)
     if state["history"]:
         plot_loss(state["history"], work / "loss.png",
@@ -166,13 +168,25 @@ def _shares_tokenizer(a: DeweyEncoder, b: DeweyEncoder) -> bool:
             and ta.tokenize(probe)[0].ids == tb.tokenize(probe)[0].ids)
 
 
+def _refuse_paired(path: Path, role: str) -> None:
+    """A folder with trained and starting weights is two models; train from one of them."""
+    plain = plain_model_dir(path)
+    if plain is not None:
+        raise TrainingError(
+            f"the {role} {path} keeps its starting weights in {plain} beside trained ones (dewey.json), "
+            f"so it is two models; give the {role} as one of them: {plain}, or a copy of {path} "
+            "without dewey.json")
+
+
 class _Run:
     """The loaded models and the state of one run."""
 
     def __init__(self, config: TrainingConfig, split: CorpusSplit, splitter: Splitter | None) -> None:
         self.config, self.split, self.splitter = config, split, splitter
         device = resolve_device(config.device)
-        student_model = load_model(resolve_model_dir(config.model), device, torch.float32)
+        start = resolve_model_dir(config.model)
+        _refuse_paired(start, "student")
+        student_model = load_model(start, device, torch.float32)
         if not isinstance(student_model, SentenceTransformerModel):
             raise TrainingError(f"the student {config.model} is a {student_model.family} checkpoint; "
                                 "students must be sentence-transformers or transformers encoders "
@@ -182,7 +196,9 @@ class _Run:
         # float32 products (where they apply: a float32 CPU teacher): the targets are the
         # teacher's own, as the student trains in float32.
         self.teacher = DeweyEncoder.from_pretrained(config.teacher or config.model, device=device,
-                                                    dtype=config.dtype, matmul_dtype="float32")
+                                                    dtype=config.dtype, matmul_dtype="float32",
+                                                    plain_model=False)
+        _refuse_paired(self.teacher.model.path, "teacher")
         if config.objective == CHUNK_ALIGNMENT and not _shares_tokenizer(self.student, self.teacher):
             raise TrainingError(
                 f"chunk alignment needs a teacher with the student's tokenizer (each chunk's tokens "
@@ -204,6 +220,10 @@ class _Run:
         if bad_dims:
             raise TrainingError(f"matryoshka dimensions {bad_dims} must be smaller than the output "
                                 f"size {self.student.dimension}")
+        # The targets are the starting weights' own vectors, so those weights embed queries in the
+        # space the late-chunked vectors learn (another teacher or trained sizes: another space).
+        self.keeps_plain = (config.plain_model and config.objective == CHUNK_ALIGNMENT
+                            and config.teacher is None and not config.matryoshka_dims)
         self.policy = WindowPolicy(config.context_tokens, config.window_overlap)
         self.forward = TrainingForward(self.student, self.policy)
         self.plans = DocumentPlans(self.forward, split.train, config.chunk_sizes, splitter,
@@ -300,18 +320,28 @@ class _Run:
         self.scheduler.load_state_dict(checkpoint["scheduler"])
 
     # ------------------------------------------------------------------ evaluation and output
+    def released(self) -> DeweyEncoder:
+        """The student as its saved folder loads: late-chunking with the trained weights and,
+        when the starting weights are kept, embedding queries and whole texts with those."""
+        if not self.keeps_plain:
+            return self.student
+        return DeweyEncoder(self.student_model, max_length=self.config.max_length,
+                            plain_model=self.teacher.model)
+
     @torch.no_grad()
-    def evaluate(self) -> dict:
-        """Held-out measures (and the project's evaluation when asked), in eval mode."""
+    def evaluate(self, encoder: DeweyEncoder | None = None) -> dict:
+        """Held-out measures (and the project's evaluation when asked) of ``encoder`` (default:
+        the student alone), in eval mode."""
         config = self.config
+        encoder = encoder or self.student
         self.student_model.backbone.eval()
         held_out: dict[str, float] = {}
         if self.held_out_plans:
             texts = [p.text for p in self.held_out_plans]
             if config.objective == CHUNK_ALIGNMENT:
-                docs = self.student.late_chunk(texts, spans=[p.spans for p in self.held_out_plans],
-                                               context_tokens=config.context_tokens,
-                                               window_overlap=config.window_overlap)
+                docs = encoder.late_chunk(texts, spans=[p.spans for p in self.held_out_plans],
+                                          context_tokens=config.context_tokens,
+                                          window_overlap=config.window_overlap)
                 chunks = np.concatenate([d.chunk_embeddings for d in docs])
                 target = self.targets.texts([t for p in self.held_out_plans
                                              for t in chunk_targets(p, list(range(len(p.spans))), config)])
@@ -319,19 +349,19 @@ class _Run:
                 plain = [p.text[s:e] for p in self.held_out_plans for s, e in p.spans]
                 plain_target = self.targets.texts(plain).cpu().numpy()
                 held_out["plain cosine to target"] = float(
-                    (self.student.encode_documents(plain) * plain_target).sum(1).mean())
+                    (encoder.encode_documents(plain) * plain_target).sum(1).mean())
                 globals_ = np.stack([d.global_embedding for d in docs])
                 held_out["global cosine to target"] = float(
                     (globals_ * self.targets.documents(texts).cpu().numpy()).sum(1).mean())
             else:
                 passages = [p.text[s:e] for p in self.held_out_plans for s, e in p.spans]
-                student = self.student.encode_documents(passages)
+                student = encoder.encode_documents(passages)
                 held_out["cosine to teacher"] = float(
                     (student * self.targets.texts(passages).cpu().numpy()).sum(1).mean())
-            retrieval = evaluate_held_out_retrieval(self.student, self.retrieval_set)
+            retrieval = evaluate_held_out_retrieval(encoder, self.retrieval_set)
             held_out.update({f"held-out retrieval: {k}": v for k, v in retrieval.items()})
         suite = [s.as_dict() for s in run_evaluation(
-            self.student, EvaluationConfig(window_settings=(), seed=config.suite_seed))] \
+            encoder, EvaluationConfig(window_settings=(), seed=config.suite_seed))] \
             if config.suite else []
         return {"held_out": held_out, "suite": suite}
 
@@ -339,9 +369,13 @@ class _Run:
         dense = [*self.base_dense, *([self.projection] if self.projection is not None
                                      and self.config.keep_projection else [])]
         save_sentence_transformer(self.student_model, dense, out, max_length=self.student.max_length)
+        # A fresh float32 copy of the starting weights (the teacher may run in another dtype).
+        plain = load_model(self.student_model.path, torch.device("cpu"), torch.float32) \
+            if self.keeps_plain else None
+        save_plain_model(plain, out, max_length=self.student.max_length)
 
     def report(self, out: Path, history: list[dict], before: dict, after: dict, seconds: float,
-               corpus: Corpus, split: CorpusSplit) -> dict:
+               corpus: Corpus, split: CorpusSplit, alone: dict | None = None) -> dict:
         config = self.config
         tokens = self.student.count_tokens
         n_docs = len(split.train) + len(split.held_out)
@@ -362,5 +396,7 @@ class _Run:
                        "held_out_queries": len(self.retrieval_set.queries)},
             "held_out": {"before": before["held_out"], "after": after["held_out"]},
             "suite": {"before": before["suite"], "after": after["suite"]} if config.suite else None,
+            "plain_model": PLAIN_DIR if self.keeps_plain else None,
+            "trained_weights_alone": alone,
             "history": history,
         }

@@ -153,6 +153,32 @@ def test_remote_late_chunk_equals_in_process(remote, minilm, pydoc_topics):
                            minilm.late_chunk(docs[:1], overlapping, allow_overlap=True))
 
 
+def test_remote_encoder_takes_what_the_engine_takes(remote, minilm, pydoc_topics):
+    text = pydoc_topics["while"]
+    got = remote.late_chunk([text], chunk_size=np.int64(16), chunk_overlap=np.int64(4),
+                            context_tokens=np.int64(8), window_overlap=np.int32(4))
+    want = minilm.late_chunk([text], chunk_size=16, chunk_overlap=4, context_tokens=8, window_overlap=4)
+    _assert_same_documents(got, want)
+    assert remote.prompts == minilm.prompts
+    assert_same_vectors(remote.encode_queries(TEXTS, prompt_name="query"), minilm.encode_queries(TEXTS))
+
+
+def test_remote_encoder_splits_a_request_the_server_finds_too_large(tmp_path):
+    from dewey_core import DeweyEncoder
+    from dewey_core.testing import tiny_dewey
+
+    # Byte-level BPE takes about three tokens per emoji: two texts that fit one at a time, packed
+    # into one request by their characters, exceed the queue's bound; the client sends them apart.
+    enc = DeweyEncoder.from_pretrained(tiny_dewey(tmp_path / "dewey"), device="cpu")
+    texts = ["\U0001f680" * 600, "\U0001f389" * 600]
+    tokens = enc.count_tokens(texts)
+    settings = ServerSettings(model_id=MODEL, max_queued_tokens=3000, max_wait_ms=2)
+    assert max(tokens) < 2900 < sum(tokens) and sum(map(len, texts)) < 3000 // 2
+    with serve_in_thread(create_app(enc, settings)) as url, RemoteEncoder(url) as remote:
+        assert_same_vectors(remote.encode_documents(texts), enc.encode_documents(texts))
+        assert remote.count_tokens(texts) == tokens
+
+
 def test_remote_encoder_checks_input_like_the_engine(remote):
     with pytest.raises(TypeError, match="wrap a single text"):
         remote.encode_documents("one text")
@@ -163,6 +189,17 @@ def test_remote_encoder_checks_input_like_the_engine(remote):
     with pytest.raises(RemoteEncoderError, match="embeds text only") as info:
         remote.encode_images([b"png"])
     assert info.value.status == 422
+    with pytest.raises(ValueError, match="holds a lone surrogate"):
+        remote.encode_documents(["a \ud83d b"])
+    # Window settings are checked before any request, as in process, empty input included.
+    with pytest.raises(ValueError, match="context_tokens must be >= 0"):
+        remote.late_chunk([], context_tokens=-1)
+    with pytest.raises(TypeError, match="context_tokens must be an int"):
+        remote.late_chunk(["a"], context_tokens=2.0)
+    with pytest.raises(ValueError, match="must be smaller than the window's capacity"):
+        remote.late_chunk(["a"], context_tokens=200, window_overlap=100)
+    with pytest.raises(ValueError, match="unknown prompt_name 'nope'"):
+        remote.encode_queries(["a"], prompt_name="nope")
     with pytest.raises(RemoteEncoderError, match="not served"):
         _ = RemoteEncoder(remote.base_url, api_key=KEY, model="other").dimension
     with pytest.raises(RemoteEncoderError, match="incorrect API key"):
@@ -193,12 +230,22 @@ BAD = [
     ("bad chunk size", "/v1/late_chunk", {"documents": ["abc"], "chunk_size": 0}, 422, "chunk_size"),
     ("images on text model", "/v1/images/embeddings", {"input": ["aGVsbG8="]}, 422, "embeds text only"),
     ("count tokens empty", "/v1/count_tokens", {"input": []}, 422, "input"),
+    # A lone surrogate (a string sliced through an emoji's UTF-16 pair) is valid JSON, not text.
+    ("lone surrogate", "/v1/embeddings", {"input": ["a \ud83d b"]}, 422, "input[0] holds a lone surrogate"),
+    ("lone surrogate, late chunk", "/v1/late_chunk", {"documents": ["x", "a \ud83d b"]}, 422,
+     "documents[1] holds a lone surrogate"),
+    ("lone surrogate, count", "/v1/count_tokens", {"input": ["\ud83d"]}, 422,
+     "input[0] holds a lone surrogate"),
+    ("prompt over the window", "/v1/embeddings", {"input": ["a"], "prompt": "word " * 300}, 422,
+     "has no room for text"),
 ]
 
 
 @pytest.mark.parametrize(("path", "body", "status", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(http, path, body, status, message):
-    response = http.post(path, json={"model": MODEL, **body})
+    # json.dumps escapes non-ASCII (httpx's json= cannot encode a lone surrogate).
+    response = http.post(path, content=json.dumps({"model": MODEL, **body}),
+                         headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert message in error["message"]

@@ -21,16 +21,17 @@ Example (with ``dewey serve --model sentence-transformers/all-MiniLM-L6-v2`` run
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from dewey_core.chunking import check_chunking
-from dewey_core.inputs import check_dim, check_spans, check_texts
+from dewey_core.inputs import check_dim, check_int, check_spans, check_texts
 from dewey_core.serving.wire import decode_vector, image_data_url
 from dewey_core.types import Chunk, LateChunkedDocument
+from dewey_core.windowing import WindowPolicy
 
 #: Characters after which a call shows a progress bar unless told (about the engine's 200K tokens).
 AUTO_PROGRESS_MIN_CHARS = 800_000
@@ -123,23 +124,40 @@ class RemoteEncoder:
         texts = check_texts(texts)
         out: list[int] = []
         for piece in self._pieces(texts, [len(t) for t in texts]):
-            out += self._post("/v1/count_tokens", {"input": piece})["data"]
+            out += self._post_piece("/v1/count_tokens", piece, lambda p: {"input": p})
         return out
 
     # ------------------------------------------------------------------ encoding
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The served model's named prompts (``prompt_name`` values), query and document included."""
+        return dict(self.card["prompts"])
+
     def encode_queries(self, texts: Sequence[str], dim: int | None = None, *, prompt: str | None = None,
-                       show_progress: bool | None = None, normalize: bool = True) -> np.ndarray:
+                       prompt_name: str | None = None, show_progress: bool | None = None,
+                       normalize: bool = True) -> np.ndarray:
         """Embed queries with the model's query prompt: float32 ``(n, d)``, as in process."""
-        return self._embed(texts, "query", dim, prompt, show_progress, normalize)
+        return self._embed(texts, "query", dim, prompt, prompt_name, show_progress, normalize)
 
     def encode_documents(self, texts: Sequence[str], dim: int | None = None, *, prompt: str | None = None,
-                         show_progress: bool | None = None, normalize: bool = True) -> np.ndarray:
+                         prompt_name: str | None = None, show_progress: bool | None = None,
+                         normalize: bool = True) -> np.ndarray:
         """Embed documents with the model's document prompt: float32 ``(n, d)``, as in process."""
-        return self._embed(texts, "document", dim, prompt, show_progress, normalize)
+        return self._embed(texts, "document", dim, prompt, prompt_name, show_progress, normalize)
 
-    def _embed(self, texts, input_type: str, dim, prompt, show_progress, normalize: bool) -> np.ndarray:
+    def _embed(self, texts, input_type: str, dim, prompt, prompt_name, show_progress,
+               normalize: bool) -> np.ndarray:
         texts = check_texts(texts)
         dim = self._check_dim(dim)
+        if prompt is not None and prompt_name is not None:
+            raise ValueError("give prompt or prompt_name, not both")
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(f"unknown prompt_name {prompt_name!r}; this model has "
+                                 f"{sorted(self.prompts)}")
+            prompt = self.prompts[prompt_name]
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
         if not texts:
             return np.zeros((0, dim or self.dimension), dtype=np.float32)
         body = {"input_type": input_type, "dimensions": dim, "encoding_format": "base64",
@@ -149,8 +167,8 @@ class RemoteEncoder:
         rows = []
         for piece in self._progress(self._pieces(texts, [len(t) for t in texts]), texts, show_progress,
                                     f"Encoding {input_type}s"):
-            rows += [decode_vector(d["embedding"]) for d in self._post("/v1/embeddings",
-                                                                       {**body, "input": piece})["data"]]
+            data = self._post_piece("/v1/embeddings", piece, lambda p: {**body, "input": p})
+            rows += [decode_vector(d["embedding"]) for d in data]
         return np.stack(rows)
 
     def late_chunk(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None,
@@ -162,21 +180,31 @@ class RemoteEncoder:
         texts = check_texts(texts)
         dim = self._check_dim(dim)
         check_chunking(chunk_size, chunk_overlap, chunking)
+        policy = WindowPolicy(context_tokens, window_overlap)
+        # Plain ints on the wire (numpy integers pass the checks but are not JSON).
+        chunk_size = check_int(chunk_size, "chunk_size")
+        chunk_overlap = check_int(chunk_overlap, "chunk_overlap")
+        context_tokens = check_int(context_tokens, "context_tokens", optional=True)
+        window_overlap = check_int(window_overlap, "window_overlap", optional=True)
         if spans is not None:
             spans = check_spans(spans, texts, allow_overlap=allow_overlap)
+        # Settings that fit no window fail for every input, as in process.
+        policy.resolve(int(self.card["window_capacity"]))
         if not texts:
             return []
         settings = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "chunking": chunking,
                     "allow_overlap": allow_overlap, "context_tokens": context_tokens,
                     "window_overlap": window_overlap, "dimensions": dim, "encoding_format": "base64"}
+
+        def body(part: list[int]) -> dict[str, Any]:
+            return {**settings, "documents": [texts[i] for i in part],
+                    **({} if spans is None else {"spans": [spans[i] for i in part]})}
+
         out: list[LateChunkedDocument] = []
         indices = list(range(len(texts)))
         for piece in self._progress(self._pieces(indices, [len(t) for t in texts]), texts, show_progress,
                                     "Late chunking"):
-            body = {**settings, "documents": [texts[i] for i in piece]}
-            if spans is not None:
-                body["spans"] = [spans[i] for i in piece]
-            for i, doc in zip(piece, self._post("/v1/late_chunk", body)["data"], strict=True):
+            for i, doc in zip(piece, self._post_piece("/v1/late_chunk", piece, body), strict=True):
                 text = texts[i]
                 chunks = [Chunk(text[c["start"]:c["end"]], c["start"], c["end"],
                                 decode_vector(c["embedding"])) for c in doc["chunks"]]
@@ -201,7 +229,7 @@ class RemoteEncoder:
         rows = []
         sizes = [len(str(x)) for x in inputs]
         for piece in self._progress(self._pieces(inputs, sizes), inputs, show_progress, "Encoding images"):
-            data = self._post("/v1/images/embeddings", {**body, "input": piece})["data"]
+            data = self._post_piece("/v1/images/embeddings", piece, lambda p: {**body, "input": p})
             rows += [decode_vector(d["embedding"]) for d in data]
         return np.stack(rows)
 
@@ -237,6 +265,17 @@ class RemoteEncoder:
             for piece in pieces:
                 yield piece
                 bar.update(len(piece))
+
+    def _post_piece(self, path: str, piece: list, body: Callable[[list], dict[str, Any]]) -> list:
+        """The ``data`` for ``piece``; a piece the server finds too large (413: it counts more
+        tokens than :meth:`_pieces` could know, e.g. byte-level BPE on emoji) goes in halves."""
+        try:
+            return self._post(path, body(piece))["data"]
+        except RemoteEncoderError as exc:
+            if exc.status != 413 or len(piece) < 2:
+                raise
+        half = len(piece) // 2
+        return self._post_piece(path, piece[:half], body) + self._post_piece(path, piece[half:], body)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", path, {"model": self.card["id"], **body})

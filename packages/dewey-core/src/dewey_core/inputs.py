@@ -15,6 +15,13 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{what}[{i}] must be str, got {type(t).__name__}")
+        if not t.isascii():
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:  # e.g. a string sliced through an emoji's UTF-16 pair
+                raise ValueError(f"{what}[{i}] holds a lone surrogate ({t[exc.start]!r} at character "
+                                 f"{exc.start}), which is not text; fix its source or decode it with "
+                                 "errors='replace'") from None
     return list(texts)
 
 

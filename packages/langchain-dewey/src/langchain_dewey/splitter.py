@@ -199,7 +199,7 @@ class DeweyTextSplitter(TextSplitter):
     def _late_chunk(self, texts: list[str], doc_ids: list[str]) -> list[LateChunkedDocument]:
         emb = self.embeddings
         custom = emb._prompt(emb.encode_kwargs, emb.document_prompt)
-        # A server (base_url) late-chunks with its model's prompt, which this side does not know.
+        # The model late-chunks with its own document prompt (a server names it in its model card).
         own = getattr(emb.encoder, "prompts", {}).get("document")
         if custom is not None and custom != own:
             warnings.warn(

@@ -32,11 +32,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from dewey_core.encoder import DeweyEncoder
-from dewey_core.inputs import check_spans
+from dewey_core.inputs import check_spans, check_texts
 from dewey_core.serving.batcher import Batcher, Overloaded, ShuttingDown, TooLarge
 from dewey_core.serving.errors import APIError, error_body, install_handlers
 from dewey_core.serving.metrics import CONTENT_TYPE, Metrics
-from dewey_core.serving.prep import Preparer
+from dewey_core.serving.prep import Preparer, TokenCount
 from dewey_core.serving.schemas import (
     EmbeddingRequest,
     ImageEmbeddingRequest,
@@ -105,6 +105,7 @@ class _Service:
                 "max_dimensions": max((*enc.model.head_dims, enc.dimension)),
                 "head_dims": list(enc.model.head_dims), "max_length": enc.max_length,
                 "window_capacity": enc.window_capacity(), "supports_images": enc.supports_images,
+                "prompts": enc.prompts,
                 "limits": {"max_inputs": s.max_inputs, "max_request_chars": s.max_request_chars,
                            "max_queued_tokens": self.batcher.max_queued_tokens}}
 
@@ -123,6 +124,11 @@ class _Service:
             self.metrics.rejected.labels("too_many_chars").inc()
             raise APIError(413, f"{what} has {chars} characters; this server takes at most "
                                 f"{s.max_request_chars} per request", code="request_too_large", param=what)
+
+    async def count(self, texts: list[str], prompt: str, param: str) -> list[TokenCount]:
+        """Token counts (off the event loop); texts or a prompt the engine refuses are a 422."""
+        return await self.prep.run(
+            lambda: self.check(lambda: self.prep.count(check_texts(texts, param), prompt), param))
 
     @staticmethod
     def check(fn: Callable[[], _T], param: str | None = None) -> _T:
@@ -247,7 +253,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
         service.check(lambda: enc.encode_documents([], body.dimensions), "dimensions")
         prompt = body.prompt if body.prompt is not None else \
             (enc.model.prompts.query if body.input_type == "query" else enc.model.prompts.document)
-        counts = await service.prep.run(service.prep.count, texts, prompt)
+        counts = await service.count(texts, prompt, "input")
         if not body.truncate:
             for i, c in enumerate(counts):
                 if c.content > c.room:
@@ -272,7 +278,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
                                              window_overlap=body.window_overlap))
         spans = None if body.spans is None else service.check(
             lambda: check_spans(body.spans, texts, allow_overlap=body.allow_overlap), "spans")
-        counts = await service.prep.run(service.prep.count, texts, enc.model.prompts.document)
+        counts = await service.count(texts, enc.model.prompts.document, "documents")
         usage = sum(c.content for c in counts)
         work = LateChunkWork(texts, spans, body.chunk_size, body.chunk_overlap, body.chunking,
                              body.context_tokens, body.window_overlap, body.dimensions)
@@ -306,7 +312,7 @@ def _routes(app: FastAPI, service: _Service) -> None:
     async def count_tokens(body: TokenCountRequest) -> JSONResponse:
         service.check_model(body.model)
         service.check_size("input", len(body.input), sum(map(len, body.input)))
-        counts = await service.prep.run(service.prep.count, body.input, "")
+        counts = await service.count(body.input, "", "input")
         return JSONResponse({"object": "list", "model": service.settings.model_id,
                              "data": [c.content for c in counts]})
 

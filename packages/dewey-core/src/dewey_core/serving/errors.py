@@ -83,6 +83,11 @@ def install_handlers(app: FastAPI) -> None:
         return error_response(status, message, code="invalid_value" if status == 422 else "invalid_json",
                               param=param)
 
+    @app.exception_handler(Exception)
+    async def _failure(_: Request, exc: Exception) -> JSONResponse:  # logged by the server too
+        return error_response(500, f"the server failed on this request ({type(exc).__name__}); "
+                                   "see its log", code="internal_error")
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         message = str(exc.detail)

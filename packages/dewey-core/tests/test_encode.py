@@ -116,6 +116,13 @@ def test_non_string_item_names_its_index(minilm):
         minilm.encode_queries(["a", "b", 7])
 
 
+def test_a_lone_surrogate_is_named(minilm):
+    # What slicing a UTF-16 string through an emoji leaves; the tokenizer's own error names nothing.
+    for call in (minilm.encode_documents, minilm.count_tokens, minilm.late_chunk):
+        with pytest.raises(ValueError, match=r"texts\[1\] holds a lone surrogate \('\\ud83d' at character 2"):
+            call(["fine \U0001f680", "a \ud83d b"])
+
+
 def test_unnormalised_output_is_the_raw_pooled_vector(minilm, mixed_texts):
     raw = minilm.encode_documents(mixed_texts[:4], normalize=False)
     norms = np.linalg.norm(raw, axis=1, keepdims=True)

@@ -178,3 +178,23 @@ def test_missing_model_and_bad_weight_are_one_line_errors(minilm_path, corpus, t
     assert capsys.readouterr().err.startswith("dewey search: error: ")
     assert main(["search", str(out), "x", "--fusion-weight", "3"]) == 2
     assert "--fusion-weight must be in [0, 1], got 3.0" in capsys.readouterr().err
+
+
+def test_outputs_and_models_that_do_not_fit_are_one_line_errors(minilm_path, corpus, tmp_path, capsys):
+    from dewey_core.testing import tiny_encoder
+
+    (tmp_path / "a-file").write_text("x")
+    assert embed(minilm_path, corpus, tmp_path / "a-file") == 2
+    assert capsys.readouterr().err.startswith("dewey embed: error: --out ")
+    assert embed(minilm_path, corpus, corpus / "store") == 2  # a rerun would read the store as input
+    assert "is inside the input" in capsys.readouterr().err and not (corpus / "store").exists()
+    out = tmp_path / "store"
+    assert embed(minilm_path, corpus, out) == 0
+    capsys.readouterr()
+    # Queries of another model: a different size is refused, a different name is pointed out.
+    other = tiny_encoder(tmp_path / "roberta", "roberta")
+    assert main(["search", str(out), "saffron", "--model", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "holds 384-dimensional vectors" in err and "was embedded with" in err and "Traceback" not in err
+    assert main(["eval", "--out", str(tmp_path / "a-file"), "--model", minilm_path, "--tasks", "needle"]) == 2
+    assert capsys.readouterr().err.startswith("dewey eval: error: ")

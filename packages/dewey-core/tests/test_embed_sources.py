@@ -4,6 +4,7 @@ store's commits and clean-up, and that the plain command never imports Ray."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,7 +47,7 @@ def test_parquet_rows_get_ids_and_bad_rows_are_named(tmp_path):
         ["one", '"text" is null', "again", "five"]
 
 
-def test_parquet_folder_without_ids_numbers_rows_across_files(tmp_path):
+def test_parquet_folder_without_ids_numbers_rows_in_each_file(tmp_path):
     folder = tmp_path / "dataset"
     folder.mkdir()
     pq.write_table(pa.table({"text": ["x0", "x1"]}), folder / "a.parquet")
@@ -56,9 +57,10 @@ def test_parquet_folder_without_ids_numbers_rows_across_files(tmp_path):
     corpus = Corpus.open(folder)
     assert corpus.kind == "parquet"
     found = items(corpus)
-    assert found[:3] == [("row-0", "x0", str(folder / "a.parquet") + ":row 0"),
-                         ("row-1", "x1", str(folder / "a.parquet") + ":row 1"),
-                         ("row-2", "y0", str(folder / "b.parquet") + ":row 0")]
+    # An id names its file, so it never shifts when another file is unreadable, fixed or added.
+    assert found[:3] == [("a.parquet:row-0", "x0", str(folder / "a.parquet") + ":row 0"),
+                         ("a.parquet:row-1", "x1", str(folder / "a.parquet") + ":row 1"),
+                         ("b.parquet:row-0", "y0", str(folder / "b.parquet") + ":row 0")]
     assert found[3][:2] == ("error", str(folder / "c.parquet")) and 'string column "text"' in found[3][2]
     assert found[4][:2] == ("error", str(folder / "d.parquet")) and "strings or integers" in found[4][2]
 
@@ -131,22 +133,27 @@ def test_store_commits_each_document_once_and_removes_what_no_part_owns(tmp_path
     out = tmp_path / "store"
     store = EmbeddingStore.open(out, {"model": "m"})
     store.create(dimension=4)
-    assert write_part(out, "part-a", ["x", "y"], [_doc(), _doc()]) == 4
-    store.commit("part-a", ["x", "y"])
+    assert write_part(out, "part-00000", ["x", "y"], [_doc(), _doc()]) == 4
+    store.commit("part-00000", ["x", "y"])
     with pytest.raises(ValueError, match="repeats stored documents"):
-        store.commit("part-b", ["y", "z"])  # y is stored already
+        store.commit("part-00001", ["y", "z"])  # y is stored already
     with pytest.raises(ValueError, match="repeats stored documents"):
-        store.commit("part-a", ["z"])  # the name is taken
-    write_part(out, "part-orphan", ["z"], [_doc()])  # written, never committed (its job died)
-    (out / "part-c.chunks.parquet.1234.tmp").write_bytes(b"half")
-    (out / f"{MANIFEST}.99.tmp").write_bytes(b"half")
+        store.commit("part-00000", ["z"])  # the name is taken
+    orphan = "part-0123456789abcdef0123"
+    write_part(out, orphan, ["z"], [_doc()])  # written, never committed (its job died)
+    (out / "part-00002.chunks.parquet.0123456789ab.tmp").write_bytes(b"half")
+    (out / f"{MANIFEST}.0123456789ab.tmp").write_bytes(b"half")
+    # Files the store did not write stay, whatever their names.
     (out / "notes.txt").write_text("the user's own file")
+    (out / "part-1.parquet").write_bytes(b"the user's own table")
     resumed = EmbeddingStore.open(out, {"model": "m"})
     assert resumed.done == {"x", "y"}
-    assert resumed.remove_uncommitted() == ["manifest.json.99.tmp", "part-c.chunks.parquet.1234.tmp",
-                                            "part-orphan.chunks.parquet", "part-orphan.documents.parquet"]
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt", "part-a.chunks.parquet",
-                                                      "part-a.documents.parquet"]
+    assert resumed.remove_uncommitted() == ["manifest.json.0123456789ab.tmp",
+                                            "part-00002.chunks.parquet.0123456789ab.tmp",
+                                            f"{orphan}.chunks.parquet", f"{orphan}.documents.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "notes.txt", "part-00000.chunks.parquet", "part-00000.documents.parquet",
+        "part-1.parquet"]
     assert load_embeddings(out).doc_ids == ["x", "y"]
     with pytest.raises(ValueError, match=r"other settings \(model\)"):
         EmbeddingStore.open(out, {"model": "other"})
@@ -195,3 +202,59 @@ def test_ray_options_without_ray_are_refused(capsys, tmp_path):
     assert main(["embed", str(tmp_path), "--out", str(tmp_path / "o"), "--gpus-per-worker", "1"]) == 2
     assert "--gpus-per-worker only apply with --ray" in capsys.readouterr().err
 
+
+
+def test_an_output_folder_the_store_did_not_write_is_refused_untouched(tmp_path):
+    # A Spark-style dataset's files look like parts; a folder without a manifest is never cleaned.
+    folder = tmp_path / "table"
+    folder.mkdir()
+    for name in ("part-00000-1f2e.snappy.parquet", "part-00001.chunks.parquet"):
+        pq.write_table(pa.table({"text": ["one"]}), folder / name)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ValueError, match="holds files but no dewey manifest"):
+        EmbeddingStore.open(folder, {"model": "m"})
+    with pytest.raises(ValueError, match="is inside the input"):
+        EmbeddingStore.open(folder, {"model": "m"}, source=Corpus.open(folder).location)
+    with pytest.raises(ValueError, match="is inside the input"):
+        EmbeddingStore.open(folder / "emb", {"model": "m"}, source=Corpus.open(folder).location)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        EmbeddingStore.open(tmp_path / "file", {"model": "m"})
+    assert sorted(p.name for p in folder.iterdir()) == before
+    EmbeddingStore.open(tmp_path / "empty", {"model": "m"}).create(4)  # new (or empty) folders are fine
+
+
+def test_folders_follow_links_once_and_name_what_they_leave_out(tmp_path):
+    shared, notes = tmp_path / "shared", tmp_path / "notes"
+    shared.mkdir()
+    notes.mkdir()
+    (shared / "b.txt").write_text("Its economy depends on saffron.")
+    (notes / "a.md").write_text("Ardenvale lies in the hills.")
+    (notes / "shared").symlink_to(shared)  # a linked folder is read ...
+    (shared / "loop").symlink_to(notes)  # ... and a link back is not read twice
+    (notes / "broken.txt").symlink_to(tmp_path / "gone.txt")  # reported, not skipped
+    (notes / "table.parquet").write_bytes(b"not read: the folder holds text files")
+    corpus = Corpus.open(notes)
+    found = items(corpus)
+    assert [f[0] for f in found] == ["a.md", "error", "shared/b.txt"]
+    assert found[1][1].endswith("broken.txt")
+    assert corpus.ignored == ["table.parquet"]
+    note = corpus_module.ignored_note(corpus)
+    assert "1 files of" in note and "(1 .parquet)" in note
+
+
+def test_ids_and_texts_that_are_not_unicode_are_named_and_skipped(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "ok", "text": "fine"}\n{"id": "cut", "text": "an emoji cut \\ud83d"}\n'
+                    '{"id": "\\udce9", "text": "bad id"}\n')
+    found = items(Corpus.open(path))
+    assert found[0] == ("ok", "fine", f"{path}:1")
+    assert found[1][:2] == ("error", f"{path}:2") and "its text holds '\\ud83d'" in found[1][2]
+    assert found[2][:2] == ("error", f"{path}:3") and "its id" in found[2][2]
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "good.txt").write_text("good")
+    bad_name = os.fsdecode(b"caf\xe9.txt")  # a Latin-1 file name: not UTF-8
+    (folder / bad_name).write_text("bad name")
+    found = items(Corpus.open(folder))
+    assert found[0][0] == "error" and "not UTF-8" in found[0][2] and found[1][0] == "good.txt"

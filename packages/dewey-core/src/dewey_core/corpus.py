@@ -2,19 +2,22 @@
 
 A corpus is one of:
 
-- a folder: every ``.txt``/``.md``/``.markdown`` file below it, in path order; a document's id
-  is its path relative to the folder. A folder with no such files but ``.parquet`` files is
-  read as a Parquet dataset (next item).
+- a folder: every ``.txt``/``.md``/``.markdown`` file below it (linked folders followed), in
+  path order; a document's id is its path relative to the folder. A folder with no such files
+  but ``.parquet`` files is read as a Parquet dataset (next item). Other files are left out,
+  and :attr:`Corpus.ignored` names them.
 - a ``.parquet`` file, or a folder of them (read in path order): a string column ``text`` and
-  an optional ``id`` column (string or integer); without one a row's id is ``row-N``, N
-  counting the rows from 0 across the files.
+  an optional ``id`` column (string or integer); without one a row's id is ``row-N`` in a
+  single file and ``FILE:row-N`` in a folder (FILE relative to it, N from 0 in each file, so
+  an id never depends on the other files).
 - a ``.jsonl`` file: one object per line with a string ``text`` and an optional ``id`` (string
   or integer); without one the id is ``line-N``, N the line number.
 
 Each may be a local path or any URI pyarrow opens (:class:`dewey_core.files.Location`).
 :meth:`Corpus.scan` yields the documents in that order, each with its *origin* (the file, or
-``file.jsonl:LINE`` / ``file.parquet:row N``); in place of a document that cannot be read it
-yields a :class:`SourceError` naming the origin and the reason, and goes on.
+``file.jsonl:LINE`` / ``file.parquet:row N``); in place of a document that cannot be read (or
+whose id or text is not valid Unicode: a file name that is not UTF-8, a lone surrogate in
+JSON) it yields a :class:`SourceError` naming the origin and the reason, and goes on.
 
 ``scan(with_text=False)`` yields ids without reading texts where the format allows (a folder's
 file list, a Parquet file's ``id`` column): the distributed path settles ids, duplicates and
@@ -95,6 +98,14 @@ class Corpus:
             return [""]
         return self.location.list_files(TEXT_SUFFIXES if self.kind == "text" else PARQUET_SUFFIXES)
 
+    @property
+    def ignored(self) -> list[str]:
+        """A folder's files that are not read (neither its kind's suffixes), relative paths."""
+        if self.location.kind() != "folder":
+            return []
+        read = set(self._files())
+        return [f for f in self.location.list_files(None) if f not in read]
+
     def count(self) -> int:
         """How many items :meth:`scan` yields, or close to it (for a progress bar): files, non-empty
         JSONL lines, Parquet rows."""
@@ -114,13 +125,13 @@ class Corpus:
     def scan(self, with_text: bool = True) -> Iterator[SourceDocument | SourceError]:
         """Every document in a stable order, a :class:`SourceError` in place of each unreadable one."""
         if self.kind == "text":
-            for rel in self._files():
-                doc = SourceDocument(rel, None, self.location.child(rel).name, rel)
-                yield self._read_text(doc) if with_text else doc
+            items = (SourceDocument(rel, None, self.location.child(rel).name, rel) for rel in self._files())
+            items = (self._read_text(doc) if with_text else doc for doc in items)
         elif self.kind == "jsonl":
-            yield from self._scan_jsonl(with_text)
+            items = self._scan_jsonl(with_text)
         else:
-            yield from self._scan_parquet(with_text)
+            items = self._scan_parquet(with_text)
+        yield from map(_unicode_checked, items)
 
     def fetch(self, docs: Sequence[SourceDocument]) -> list[SourceDocument | SourceError]:
         """``docs`` from ``scan(with_text=False)`` with their texts, or the error that reading met."""
@@ -138,7 +149,7 @@ class Corpus:
                 texts = [SourceError(docs[i].origin, reason(exc)) for i in rows]
             for i, text in zip(rows, texts, strict=True):
                 out[i] = text if isinstance(text, SourceError) else replace(docs[i], text=text)
-        return out
+        return [_unicode_checked(item) for item in out]
 
     # ------------------------------------------------------------------ text files
     def _read_text(self, doc: SourceDocument) -> SourceDocument | SourceError:
@@ -172,7 +183,6 @@ class Corpus:
     def _scan_parquet(self, with_text: bool) -> Iterator[SourceDocument | SourceError]:
         import pyarrow as pa
 
-        first_row = 0  # rows of the earlier files, for row-N ids unique across files
         for rel in self._files():
             location = self.location.child(rel)
             try:
@@ -196,10 +206,36 @@ class Corpus:
                         elif with_text and text is None:
                             yield SourceError(where, '"text" is null')
                         else:
-                            doc_id = str(doc_id) if has_id else f"row-{first_row + row}"
+                            doc_id = str(doc_id) if has_id else f"{rel}:row-{row}" if rel else f"row-{row}"
                             yield SourceDocument(doc_id, text, where, rel, row)
                         row += 1
-            first_row += row
+
+
+def ignored_note(corpus: Corpus) -> str:
+    """One line on the files of a folder corpus that are not read, by suffix."""
+    counts: dict[str, int] = {}
+    for f in corpus.ignored:
+        suffix = os.path.splitext(f)[1].lower() or "no suffix"
+        counts[suffix] = counts.get(suffix, 0) + 1
+    kinds = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    wanted = "/".join(TEXT_SUFFIXES if corpus.kind == "text" else PARQUET_SUFFIXES)
+    return (f"{len(corpus.ignored)} files of {corpus.location.name} are not read ({kinds}): it is read "
+            f"as {wanted} files" + (" (text files come first when a folder has both)"
+                                    if corpus.kind == "text" else ""))
+
+
+def _unicode_checked(item: SourceDocument | SourceError) -> SourceDocument | SourceError:
+    """``item``, or an error when its id or text cannot be stored as UTF-8."""
+    if isinstance(item, SourceError):
+        return item
+    for what, value in (("its id (a file name that is not UTF-8?)", item.doc_id), ("its text", item.text)):
+        if value is not None and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return SourceError(item.origin, f"{what} holds {value[exc.start]!r} at character "
+                                                f"{exc.start}, which is not valid Unicode")
+    return item
 
 
 def decode_text(data: bytes) -> str:

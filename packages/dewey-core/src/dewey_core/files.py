@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -69,22 +70,37 @@ class Location:
         kind = self.fs.get_file_info(self.path).type
         return {pafs.FileType.File: "file", pafs.FileType.Directory: "folder"}.get(kind, "missing")
 
-    def list_files(self, suffixes: tuple[str, ...]) -> list[str]:
+    def list_files(self, suffixes: tuple[str, ...] | None) -> list[str]:
         """Paths (relative, ``/``-separated, sorted) of the files below this folder, recursively,
-        whose suffix is one of ``suffixes``."""
+        whose suffix is one of ``suffixes`` (``None``: every file)."""
         if self.is_local:
-            root = Path(self.path)
-            found = (p.relative_to(root).as_posix() for p in root.rglob("*")
-                     if p.suffix.lower() in suffixes and (p.is_file() or p.is_symlink()))
+            found = (f for f in _walk(self.path)
+                     if suffixes is None or PurePosixPath(f).suffix.lower() in suffixes)
         else:
             import pyarrow.fs as pafs
 
             base = self.path.rstrip("/") + "/"
             found = (info.path[len(base):] for info in
                      self.fs.get_file_info(pafs.FileSelector(self.path, recursive=True))
-                     if info.type == pafs.FileType.File and info.extension
-                     and f".{info.extension.lower()}" in suffixes)
+                     if info.type == pafs.FileType.File and (suffixes is None or (
+                         info.extension and f".{info.extension.lower()}" in suffixes)))
         return sorted(found)
+
+    def has_entries(self) -> bool:
+        """Whether this folder holds anything."""
+        import pyarrow.fs as pafs
+
+        return bool(self.fs.get_file_info(pafs.FileSelector(self.path)))
+
+    def is_within(self, other: Location) -> bool:
+        """Whether this path is ``other`` or below it (same file system; local links resolved)."""
+        if type(self.fs) is not type(other.fs):
+            return False
+        if self.is_local:
+            mine, theirs = os.path.realpath(self.path), os.path.realpath(other.path)
+        else:
+            mine, theirs = self.path.rstrip("/"), other.path.rstrip("/")
+        return mine == theirs or mine.startswith(theirs.rstrip("/") + "/")
 
     def read_bytes(self) -> bytes:
         if self.is_local:
@@ -110,6 +126,21 @@ class Location:
 
     def delete(self) -> None:
         self.fs.delete_file(self.path)
+
+
+def _walk(root: str) -> Iterator[str]:
+    """Files (and links, broken ones too: reading them reports why) below ``root``, relative,
+    ``/``-separated; linked folders are followed, each real folder once (no loops)."""
+    seen = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        rel = os.path.relpath(folder, root)
+        for name in files:  # a broken link is listed here
+            yield name if rel == "." else f"{Path(rel).as_posix()}/{name}"
 
 
 TMP_SUFFIX = ".tmp"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ KINDS = ("chunks", "documents")
 _COMMIT_OVERHEAD = 10
 """Adaptive commits wait at least this many times the last manifest write between writes, so
 rewriting a growing manifest costs at most about a tenth of the job's time."""
+
+
+#: The files a store writes (parts, the manifest, and their unfinished writes); nothing else in
+#: OUT is ever deleted.
+_OWN_FILE = re.compile(r"(part-(\d{5}|[0-9a-f]{20})\.(chunks|documents)\.parquet|manifest\.json)"
+                       r"(\.[0-9a-f]+\.tmp)?")
 
 
 class SettingsMismatch(ValueError):
@@ -148,11 +155,22 @@ class EmbeddingStore:
 
     @classmethod
     def open(cls, out: str | os.PathLike | Location, settings: dict, *,
-             adaptive_commits: bool = False) -> EmbeddingStore:
+             adaptive_commits: bool = False, source: Location | None = None) -> EmbeddingStore:
         """OUT, resumed if it holds a manifest; :class:`SettingsMismatch` if that manifest was made
-        with other settings. Nothing is written until :meth:`create`."""
+        with other settings. A ``ValueError`` for an OUT that is a file, a folder holding other
+        files and no manifest, or inside the ``source`` corpus (a rerun would read the store's
+        own files as documents). Nothing is written until :meth:`create`."""
         location = Location.of(out)
+        if source is not None and location.is_within(source):
+            raise ValueError(f"--out {location.name} is inside the input {source.name}; put the "
+                             "embeddings elsewhere")
+        kind = location.kind()
+        if kind == "file":
+            raise ValueError(f"--out {location.name} is a file; give a folder (created if missing)")
         manifest = read_manifest(location) if has_manifest(location) else None
+        if manifest is None and kind == "folder" and location.has_entries():
+            raise ValueError(f"--out {location.name} holds files but no dewey manifest; give a new or "
+                             "empty folder (or one a dewey embed run wrote, to resume it)")
         if manifest is not None and manifest["settings"] != settings:
             changed = sorted(k for k in settings if manifest["settings"].get(k) != settings[k])
             raise SettingsMismatch(f"{location.name} holds embeddings made with other settings "
@@ -217,7 +235,7 @@ class EmbeddingStore:
         removed = []
         for info in self.location.fs.get_file_info(pafs.FileSelector(self.location.path)):
             name = info.base_name
-            if info.type != pafs.FileType.File or not (name.startswith("part-") or name.startswith(MANIFEST)):
+            if info.type != pafs.FileType.File or not _OWN_FILE.fullmatch(name):
                 continue
             part = name.split(".", 1)[0]
             if name.endswith(TMP_SUFFIX) or (name.endswith(".parquet") and part not in self._names):

@@ -30,7 +30,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from dewey_core.corpus import Corpus
+from dewey_core.corpus import Corpus, ignored_note
 from dewey_core.embed_job import (
     DEFAULT_MODEL,
     DONE,
@@ -111,16 +111,18 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     try:
         corpus = Corpus.open(args.input)
-        store = EmbeddingStore.open(args.out, options.settings())
+        store = EmbeddingStore.open(args.out, options.settings(), source=corpus.location)
         # The model and every option are checked before anything is written.
         encoder, dimension = options.check()
+        store.create(dimension)
+        store.remove_uncommitted()
     except (OSError, ValueError, TypeError) as exc:
         return _fail(str(exc))
 
     from tqdm.auto import tqdm
 
-    store.create(dimension)
-    store.remove_uncommitted()
+    if corpus.ignored:
+        print(f"dewey embed: note: {ignored_note(corpus)}", file=sys.stderr)
     report = EmbedReport(str(args.out))
     batch = []
     with tqdm(total=corpus.count(), desc="Embedding", unit="doc", disable=args.quiet) as bar:

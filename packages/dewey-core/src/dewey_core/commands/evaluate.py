@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         num_documents=args.documents, contextual_documents=args.contextual_documents,
         seed=args.seed, chunk_size=args.chunk_size, fusion_weight=args.fusion_weight)
     try:
+        args.out.mkdir(parents=True, exist_ok=True)  # before the work, which a bad --out would lose
         encoder = load_encoder(args, args.model)
     except (OSError, ValueError) as exc:
         print(f"dewey eval: error: {exc}", file=sys.stderr)
@@ -111,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"dewey eval: error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - started
-    args.out.mkdir(parents=True, exist_ok=True)
     # A local path is named by its last two parts (a package's folder is often just "model").
     model = "/".join(Path(args.model).parts[-2:]) if Path(args.model).exists() else args.model
     plots = plot_scores(scores, args.out, model=model)

@@ -53,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         query = encoder.encode_queries([args.query], dim=settings.get("dim"))[0]
     except (OSError, ValueError, TypeError) as exc:
         return _fail(str(exc))
+    if len(query) != stored.manifest["dimension"]:
+        return _fail(f"{args.model} gives {len(query)}-dimensional queries, but {args.store} holds "
+                     f"{stored.manifest['dimension']}-dimensional vectors: search with the model it "
+                     f"was embedded with ({settings['model']})")
+    if args.model and args.model != settings["model"]:
+        print(f"dewey search: note: {args.store} was embedded with {settings['model']}; its ranking "
+              f"by {args.model} means something only if that is the same model", file=sys.stderr)
     row_of_doc = {doc_id: i for i, doc_id in enumerate(stored.doc_ids)}
     globals_ = stored.doc_vectors[[row_of_doc[d] for d in stored.chunk_doc_ids]] \
         if stored.chunk_doc_ids else None

@@ -39,7 +39,7 @@ import os
 import sys
 from dataclasses import replace
 
-from dewey_core.corpus import Corpus, SourceDocument, SourceError
+from dewey_core.corpus import Corpus, SourceDocument, SourceError, ignored_note
 from dewey_core.embed_job import (
     DEFAULT_MODEL,
     FAILED,
@@ -92,7 +92,7 @@ def embed_dataset(input: str | os.PathLike, out: str | os.PathLike, *, model: st
     if options.device is None:
         options = replace(options, device="cuda" if gpus_per_worker > 0 else "cpu")
     corpus = Corpus.open(input)
-    store = EmbeddingStore.open(out, options.settings(), adaptive_commits=True)
+    store = EmbeddingStore.open(out, options.settings(), adaptive_commits=True, source=corpus.location)
 
     import ray
 
@@ -107,6 +107,8 @@ def embed_dataset(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             dimension = _checked(ray.get(task.remote(options)))
         store.create(dimension)
         store.remove_uncommitted()
+        if corpus.ignored:
+            print(f"dewey embed: note: {ignored_note(corpus)}", file=sys.stderr)
         report = EmbedReport(str(out))
         entries = _index(corpus, store, report)
         if entries:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -208,6 +209,32 @@ def test_any_splitter_gives_the_chunks(minilm_path, corpus, tmp_path):
                    show_progress=False)
     assert set(calls) >= set(corpus.values())  # every document, training and held out
     assert result.report["held_out"]["after"]["chunk cosine to target"] > 0
+
+
+def sentences(text):
+    """A splitter whose chunks leave the spaces between sentences out."""
+    return [m.span() for m in re.finditer(r"\S[^.!?]*[.!?]?", text)]
+
+
+def test_a_splitter_that_leaves_gaps_trains_and_resumes_only_with_itself(minilm_path, corpus, tmp_path,
+                                                                         monkeypatch):
+    result = train(corpus, tmp_path / "gaps", small(minilm_path, steps=1), splitter=sentences,
+                   show_progress=False)
+    assert result.report["splitter"] == "sentences" and result.report["corpus"]["held_out_queries"] > 0
+    real_step = trainer_module._Run.step
+
+    def interrupted(self, step):
+        if step == 1:  # after the checkpoint at step 1
+            raise KeyboardInterrupt
+        return real_step(self, step)
+
+    monkeypatch.setattr(trainer_module._Run, "step", interrupted)
+    config = small(minilm_path, steps=2, save_every=1, held_out_fraction=0.0)
+    with pytest.raises(KeyboardInterrupt):
+        train(corpus, tmp_path / "resumed", config, splitter=sentences, show_progress=False)
+    monkeypatch.setattr(trainer_module._Run, "step", real_step)
+    with pytest.raises(TrainingError, match="another split or chunking"):  # the chunks would change
+        train(corpus, tmp_path / "resumed", config, show_progress=False)
 
 
 def test_the_command_line_trains_a_folder_corpus(minilm_path, corpus, tmp_path, capsys):

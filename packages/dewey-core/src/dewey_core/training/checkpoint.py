@@ -3,8 +3,9 @@
 ``OUT/training/checkpoint.pt`` holds the step reached, the trainable weights, the optimiser
 and schedule state, the loss history and the evaluation before training, with the run's
 settings. It is read with ``torch.load(weights_only=True)`` (tensors and plain values only).
-Batches are drawn from ``(seed, step)``, so a resumed run continues exactly as an
-uninterrupted one would.
+Batches are drawn from ``(seed, step)``, so a resumed run takes the batches an uninterrupted
+one would, from the same state (its weights can differ in the last bits, where a kernel sums
+in another order).
 """
 
 from __future__ import annotations

@@ -91,23 +91,27 @@ def sentence_removal_set(documents: Sequence[str], chunk_spans: Callable[[str], 
             if len(picked) == queries_per_document:
                 break
         picked.sort()
-        kept, anchors, at = [], [], 0
+        kept, asked, at = [], [], 0
         for start, end, first in picked:
             kept.append(text[at:start])
             while end < len(text) and text[end] == " ":
                 end += 1
-            removed_before = sum(len(k) for k in kept)
-            # The neighbour in the paragraph: the next sentence for a first sentence, else the
-            # previous one (its last character).
-            anchors.append(removed_before if first else removed_before - 1)
-            queries.append(" ".join(text[start:end].split()))
+            before = "".join(kept)
+            # The neighbour in the paragraph: the next sentence for a first sentence (its first
+            # character), else the previous one (its last non-space character).
+            anchor = len(before) if first else len(before.rstrip()) - 1
+            asked.append((" ".join(text[start:end].split()), anchor))
             at = end
         kept.append(text[at:])
         reduced = "".join(kept)
         spans = chunk_spans(reduced)
-        for anchor in anchors:
-            chunk = next(j for j, (s, e) in enumerate(spans) if s <= anchor < e)
-            relevant.append(offset + chunk)
+        for query, anchor in asked:
+            # A splitter may leave text between chunks out: a query whose neighbour is in no
+            # chunk has no relevant chunk and is left out.
+            chunk = next((j for j, (s, e) in enumerate(spans) if s <= anchor < e), None)
+            if chunk is not None:
+                queries.append(query)
+                relevant.append(offset + chunk)
         texts.append(reduced)
         all_spans.append(spans)
         offset += len(spans)

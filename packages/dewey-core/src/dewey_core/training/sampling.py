@@ -1,5 +1,5 @@
 """What one training step sees, drawn from a seeded generator (the same seed and step always
-draw the same batch, so a resumed run repeats an uninterrupted one exactly).
+draw the same batch, so a resumed run takes the batches of an uninterrupted one).
 
 - Chunk alignment: runs of consecutive windows up to ``windows_per_step`` windows. Documents
   are drawn in proportion to their windows (every token about equally often); a document that

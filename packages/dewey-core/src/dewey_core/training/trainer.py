@@ -7,6 +7,7 @@ checkpoint every ``save_every``), the evaluation after, the model and the report
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import random
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from dewey_core.devices import resolve_device
 from dewey_core.encoder import DeweyEncoder
 from dewey_core.evaluation import EvaluationConfig, run_evaluation
+from dewey_core.inputs import check_spans
 from dewey_core.loading import plain_model_dir, resolve_model_dir
 from dewey_core.models import load_model
 from dewey_core.models.sentence_transformers import SentenceTransformerModel
@@ -83,10 +85,10 @@ def train(corpus: Corpus, out: str | Path, config: TrainingConfig | None = None,
     checkpoint = _resumable(out, work, config)
     documents = read_corpus(corpus)
     split = split_corpus(documents, config.held_out_fraction, config.seed)
-    fingerprint = _fingerprint(split)
+    fingerprint = _fingerprint(split, splitter)
     if checkpoint is not None and checkpoint["corpus"] != fingerprint:
-        raise TrainingError(f"{out} holds a run on another corpus (or another split of it); use the "
-                            "same corpus to resume, or another output folder")
+        raise TrainingError(f"{out} holds a run on another corpus (or another split or chunking of it); "
+                            "use the same corpus and splitter to resume, or another output folder")
     run = _Run(config, split, splitter)
 
     if checkpoint is None:
@@ -152,12 +154,15 @@ def _resumable(out: Path, work: Path, config: TrainingConfig) -> dict | None:
     return None
 
 
-def _fingerprint(split: CorpusSplit) -> str:
+def _fingerprint(split: CorpusSplit, splitter: Splitter | None = None) -> str:
+    """The corpus, its split and, with a splitter, its chunks: what a resumed run must share."""
     digest = hashlib.sha256()
     for part, docs in (("train", split.train), ("held-out", split.held_out)):
         for d in docs:
             digest.update(f"{part}\0{d.doc_id}\0{len(d.text)}\0".encode())
             digest.update(d.text.encode("utf-8", "surrogatepass"))
+            if splitter is not None:
+                digest.update(repr([tuple(s) for s in splitter(d.text)]).encode())
     return digest.hexdigest()
 
 
@@ -210,12 +215,17 @@ class _Run:
             raise TrainingError(f"freeze_layers={config.freeze_layers} leaves nothing to train: the student "
                                 f"has {layers} transformer layers")
         self.base_dense = list(student_model.dense) if student_model.dense is not None else []
+        self.student_dimension = student_model.dimension
         self.projection = None
         if self.teacher.dimension != self.student.dimension:
             linear = torch.nn.Linear(self.student.dimension, self.teacher.dimension).to(device)
             self.projection = torch.nn.Sequential(linear, torch.nn.Identity())
             student_model.dense = torch.nn.Sequential(*self.base_dense, self.projection)
             student_model.dimension = self.teacher.dimension
+        if self.projection is not None and not config.keep_projection and config.matryoshka_dims:
+            raise TrainingError("matryoshka_dims are trained in the teacher's size through the projection, "
+                                "which keep_projection=False (--drop-projection) does not save; keep the "
+                                "projection or train no smaller sizes")
         bad_dims = [d for d in config.matryoshka_dims if d >= self.student.dimension]
         if bad_dims:
             raise TrainingError(f"matryoshka dimensions {bad_dims} must be smaller than the output "
@@ -232,13 +242,15 @@ class _Run:
         objective = ChunkAlignment if config.objective == CHUNK_ALIGNMENT else Distillation
         self.objective = objective(self.forward, self.plans, self.targets, config)
         self.optimizer, self.scheduler = self._optimizer()
+        def spans(text: str) -> list[tuple[int, int]] | None:  # a splitter's, checked as in training
+            return None if splitter is None else check_spans([list(splitter(text))], [text],
+                                                             allow_overlap=True)[0]
+
         self.held_out_plans = [self.forward.plan(d.text, chunk_size=config.eval_chunk_size,
-                                                 spans=splitter(d.text) if splitter else None)
-                               for d in split.held_out]
+                                                 spans=spans(d.text)) for d in split.held_out]
         self.retrieval_set = sentence_removal_set(
             [d.text for d in split.held_out],
-            lambda text: self.forward.plan(text, chunk_size=config.eval_chunk_size,
-                                           spans=splitter(text) if splitter else None).spans,
+            lambda text: self.forward.plan(text, chunk_size=config.eval_chunk_size, spans=spans(text)).spans,
             seed=config.seed)
 
     # ------------------------------------------------------------------ optimisation
@@ -322,7 +334,13 @@ class _Run:
     # ------------------------------------------------------------------ evaluation and output
     def released(self) -> DeweyEncoder:
         """The student as its saved folder loads: late-chunking with the trained weights and,
-        when the starting weights are kept, embedding queries and whole texts with those."""
+        when the starting weights are kept, embedding queries and whole texts with those;
+        without the projection when it is not saved."""
+        if self.projection is not None and not self.config.keep_projection:
+            saved = copy.copy(self.student_model)
+            saved.dense = torch.nn.Sequential(*self.base_dense) if self.base_dense else None
+            saved.dimension = self.student_dimension
+            return DeweyEncoder(saved, max_length=self.config.max_length)
         if not self.keeps_plain:
             return self.student
         return DeweyEncoder(self.student_model, max_length=self.config.max_length,
@@ -353,11 +371,12 @@ class _Run:
                 globals_ = np.stack([d.global_embedding for d in docs])
                 held_out["global cosine to target"] = float(
                     (globals_ * self.targets.documents(texts).cpu().numpy()).sum(1).mean())
-            else:
+            else:  # through the projection, saved or not: the teacher's space
                 passages = [p.text[s:e] for p in self.held_out_plans for s, e in p.spans]
-                student = encoder.encode_documents(passages)
-                held_out["cosine to teacher"] = float(
-                    (student * self.targets.texts(passages).cpu().numpy()).sum(1).mean())
+                student = self.student.encode_documents(passages)
+                dropped = self.projection is not None and not config.keep_projection
+                name = "cosine to teacher" + (" (through the projection, not saved)" if dropped else "")
+                held_out[name] = float((student * self.targets.texts(passages).cpu().numpy()).sum(1).mean())
             retrieval = evaluate_held_out_retrieval(encoder, self.retrieval_set)
             held_out.update({f"held-out retrieval: {k}": v for k, v in retrieval.items()})
         suite = [s.as_dict() for s in run_evaluation(
@@ -397,6 +416,8 @@ class _Run:
             "held_out": {"before": before["held_out"], "after": after["held_out"]},
             "suite": {"before": before["suite"], "after": after["suite"]} if config.suite else None,
             "plain_model": PLAIN_DIR if self.keeps_plain else None,
+            "splitter": None if self.splitter is None else getattr(self.splitter, "__qualname__",
+                                                                   type(self.splitter).__name__),
             "trained_weights_alone": alone,
             "history": history,
         }

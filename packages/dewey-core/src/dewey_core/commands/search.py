@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError) as exc:
         return _fail(str(exc))
     if len(query) != stored.manifest["dimension"]:
-        return _fail(f"{args.model} gives {len(query)}-dimensional queries, but {args.store} holds "
+        return _fail(f"{args.model or settings['model']} gives {len(query)}-dimensional queries, but "
+                     f"{args.store} holds "
                      f"{stored.manifest['dimension']}-dimensional vectors: search with the model it "
                      f"was embedded with ({settings['model']})")
     if args.model and args.model != settings["model"]:

@@ -119,3 +119,16 @@ def test_the_command_line_reports_errors_without_a_traceback(minilm_path, tmp_pa
     assert "dewey train: error:" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "empty"), "--out", str(tmp_path / "out"), "--steps", "0"]) == 2
     assert "steps must be at least 1" in capsys.readouterr().err
+
+
+def test_a_text_held_out_under_one_id_is_not_trained_on_under_another():
+    from dewey_core.training.corpus import Document, split_corpus
+
+    docs = [Document(f"doc-{i}", f"text {i}") for i in range(8)]
+    copies = [Document(f"copy-of-{d.doc_id}", d.text) for d in docs]
+    split = split_corpus(docs + copies, 0.25, seed=0)
+    held = {d.text for d in split.held_out}
+    assert held and not held & {d.text for d in split.train}
+    assert len(split.train) + len(split.held_out) < len(docs + copies)  # the copies were dropped
+    with pytest.raises(CorpusError, match="also held out"):
+        split_corpus([Document("a", "same"), Document("b", "same")], 0.5, seed=0)

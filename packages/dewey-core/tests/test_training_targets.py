@@ -70,3 +70,17 @@ def test_the_relevant_chunk_holds_the_removed_sentences_neighbour():
         assert neighbour in data.texts[0][start:end] and query not in data.texts[0]
         removed.add(query)
     assert removed == {first, second}
+
+
+def test_held_out_late_chunking_uses_the_runs_window_settings(minilm, pydoc_topics, monkeypatch):
+    from dewey_core.training.heldout import evaluate_held_out_retrieval
+
+    def chunks(text):
+        return [(c.start, c.end) for c in minilm.late_chunk([text], chunk_size=64)[0].chunks]
+
+    data = sentence_removal_set([pydoc_topics["try"]], chunks)
+    seen, real = [], minilm.late_chunk
+    monkeypatch.setattr(minilm, "late_chunk", lambda *a, **k: seen.append(k) or real(*a, **k))
+    scores = evaluate_held_out_retrieval(minilm, data, context_tokens=4, window_overlap=2)
+    assert seen and all(k["context_tokens"] == 4 and k["window_overlap"] == 2 for k in seen)
+    assert data.queries and 0 <= scores["late recall@1"] <= 1

@@ -69,7 +69,8 @@ def read_corpus(corpus: Corpus) -> list[Document]:
 
 def split_corpus(documents: Sequence[Document], held_out_fraction: float, seed: int) -> CorpusSplit:
     """Hold out ``ceil(fraction * n)`` documents, chosen by a seeded shuffle of their ids (the
-    same corpus and seed always hold out the same documents). A fraction of 0 holds none."""
+    same corpus and seed always hold out the same documents). A fraction of 0 holds none. A
+    document whose text is also held out under another id (a copied file) is not trained on."""
     if not 0 <= held_out_fraction < 1:
         raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
     n_held = math.ceil(held_out_fraction * len(documents))
@@ -78,8 +79,13 @@ def split_corpus(documents: Sequence[Document], held_out_fraction: float, seed: 
                           "and still train on one; add documents or set the held-out fraction to 0")
     ids = sorted(d.doc_id for d in documents)
     held = set(random.Random(f"held-out-{seed}").sample(ids, n_held))
-    return CorpusSplit([d for d in documents if d.doc_id not in held],
-                       [d for d in documents if d.doc_id in held])
+    held_out = [d for d in documents if d.doc_id in held]
+    held_texts = {d.text for d in held_out}
+    train = [d for d in documents if d.doc_id not in held and d.text not in held_texts]
+    if held_out and not train:
+        raise CorpusError("every document's text is also held out (the corpus repeats its texts under "
+                          "other ids); add documents or set the held-out fraction to 0")
+    return CorpusSplit(train, held_out)
 
 
 def _text(value, key) -> str:

@@ -118,13 +118,17 @@ def sentence_removal_set(documents: Sequence[str], chunk_spans: Callable[[str], 
     return HeldOutRetrievalSet(texts, all_spans, queries, relevant)
 
 
-def evaluate_held_out_retrieval(encoder: DeweyEncoder, data: HeldOutRetrievalSet) -> dict[str, float]:
-    """Recall@1 and nDCG@10 of the relevant chunk for each chunk-embedding method."""
+def evaluate_held_out_retrieval(encoder: DeweyEncoder, data: HeldOutRetrievalSet, *,
+                                context_tokens: int | None = None,
+                                window_overlap: int | None = None) -> dict[str, float]:
+    """Recall@1 and nDCG@10 of the relevant chunk for each chunk-embedding method (late chunking
+    with the run's window settings)."""
     if not data.queries:
         return {}
     queries = encoder.encode_queries(data.queries)
     chunk_texts = [t[s:e] for t, spans in zip(data.texts, data.spans, strict=True) for s, e in spans]
-    late = encoder.late_chunk(data.texts, spans=data.spans)
+    late = encoder.late_chunk(data.texts, spans=data.spans, context_tokens=context_tokens,
+                              window_overlap=window_overlap)
     late_chunks = np.concatenate([d.chunk_embeddings for d in late])
     doc_of_chunk = data.doc_of_chunk
     globals_ = np.stack([d.global_embedding for d in late])[doc_of_chunk]

@@ -377,7 +377,9 @@ class _Run:
                 dropped = self.projection is not None and not config.keep_projection
                 name = "cosine to teacher" + (" (through the projection, not saved)" if dropped else "")
                 held_out[name] = float((student * self.targets.texts(passages).cpu().numpy()).sum(1).mean())
-            retrieval = evaluate_held_out_retrieval(encoder, self.retrieval_set)
+            retrieval = evaluate_held_out_retrieval(encoder, self.retrieval_set,
+                                                    context_tokens=config.context_tokens,
+                                                    window_overlap=config.window_overlap)
             held_out.update({f"held-out retrieval: {k}": v for k, v in retrieval.items()})
         suite = [s.as_dict() for s in run_evaluation(
             encoder, EvaluationConfig(window_settings=(), seed=config.suite_seed))] \

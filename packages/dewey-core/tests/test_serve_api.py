@@ -379,3 +379,18 @@ def test_a_full_queue_answers_503_and_an_oversized_request_413(minilm):
         assert post({"input": [text]}).status_code == 200
         metrics = httpx.get(f"{url}/metrics").text
         assert 'dewey_rejected_total{reason="overloaded"} 1.0' in metrics
+
+
+def test_a_failure_inside_the_server_answers_a_json_500_and_the_server_keeps_serving(minilm, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    with serve_in_thread(create_app(minilm, ServerSettings(model_id=MODEL, max_wait_ms=2))) as url:
+        monkeypatch.setattr(minilm, "encode_documents", broken)
+        response = httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": ["a"]}, timeout=60)
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["code"] == "internal_error" and "RuntimeError" in error["message"]
+        monkeypatch.undo()
+        assert httpx.post(f"{url}/v1/embeddings", json={"model": MODEL, "input": ["a"]},
+                          timeout=60).status_code == 200

@@ -191,6 +191,8 @@ def test_remote_encoder_checks_input_like_the_engine(remote):
     assert info.value.status == 422
     with pytest.raises(ValueError, match="holds a lone surrogate"):
         remote.encode_documents(["a \ud83d b"])
+    with pytest.raises(ValueError, match="has no room for text"):  # found by the server: a 422
+        remote.encode_documents(["a"], prompt="word " * 300)
     # Window settings are checked before any request, as in process, empty input included.
     with pytest.raises(ValueError, match="context_tokens must be >= 0"):
         remote.late_chunk([], context_tokens=-1)

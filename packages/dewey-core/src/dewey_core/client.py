@@ -45,6 +45,11 @@ class RemoteEncoderError(RuntimeError):
         self.status, self.code, self.message = status, code, message
 
 
+class RemoteInputError(RemoteEncoderError, ValueError):
+    """The server refused an input as invalid (422), e.g. a prompt too long for the window: a
+    ``ValueError``, as the engine raises in process."""
+
+
 class RemoteEncoder:
     """A client of ``dewey serve`` with the public methods of :class:`~dewey_core.DeweyEncoder`.
 
@@ -292,7 +297,8 @@ class RemoteEncoder:
                     message, code = error["message"], error.get("code")
                 except (ValueError, KeyError, TypeError):
                     message, code = response.text[:500], None
-                raise RemoteEncoderError(response.status_code, message, code)
+                error_class = RemoteInputError if response.status_code == 422 else RemoteEncoderError
+                raise error_class(response.status_code, message, code)
             return response.json()
         raise AssertionError("unreachable")  # pragma: no cover
 

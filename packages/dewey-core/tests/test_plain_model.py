@@ -109,3 +109,30 @@ def test_training_from_a_paired_folder_is_refused(paired, pydoc_topics, tmp_path
                                                     steps=1, held_out_fraction=0.0))):
         with pytest.raises(TrainingError, match=f"the {role} .* keeps its starting weights in .*plain"):
             train(corpus, tmp_path / role, config, show_progress=False)
+
+
+def test_dewey_embed_late_chunks_with_the_trained_weights_and_search_asks_with_the_plain_ones(
+        paired, minilm, tmp_path, capsys):
+    from dewey_core.cli import main
+    from dewey_core.embed_job import EmbedOptions
+    from dewey_core.store import load_embeddings
+
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for i, text in enumerate(TEXTS):
+        (corpus / f"{i}.txt").write_text(text)
+    assert EmbedOptions(model=str(paired)).load_encoder().plain_model is None  # it only late-chunks
+    out = tmp_path / "store"
+    assert main(["embed", str(corpus), "--out", str(out), "--model", str(paired), "--quiet",
+                 "--chunk-size", "8"]) == 0
+    stored = load_embeddings(out)
+    late = DeweyEncoder.from_pretrained(paired, device="cpu").late_chunk(TEXTS, chunk_size=8)
+    np.testing.assert_allclose(stored.chunk_vectors, np.concatenate([d.chunk_embeddings for d in late]),
+                               atol=1e-5)
+    capsys.readouterr()
+    assert main(["search", str(out), "Which spice is picked by hand?", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["chunks"][0]
+    row = next(i for i, (d, c) in enumerate(zip(stored.chunk_doc_ids, stored.chunk_index, strict=True))
+           if d == top["doc_id"] and c == top["chunk_index"])
+    query = minilm.encode_queries(["Which spice is picked by hand?"])[0]  # the plain model's query
+    assert top["chunk_score"] == pytest.approx(float(stored.chunk_vectors[row] @ query), abs=1e-5)

@@ -40,8 +40,9 @@ class EmbedOptions:
     def load_encoder(self):
         from dewey_core import DeweyEncoder
 
+        # The job only late-chunks: a trained folder's starting weights (queries) are not loaded.
         return DeweyEncoder.from_pretrained(self.model, device=self.device, dtype=self.dtype,
-                                            max_length=self.max_length)
+                                            max_length=self.max_length, plain_model=False)
 
     def late_chunk(self, encoder, texts: list[str]):
         return encoder.late_chunk(texts, chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap,

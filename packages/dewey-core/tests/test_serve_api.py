@@ -280,6 +280,9 @@ def test_api_key(server):
     basic = httpx.post(f"{server}/v1/embeddings", json=body, headers={"Authorization": f"Basic {KEY}"})
     assert basic.status_code == 401 and "Authorization: Bearer <key>" in basic.json()["error"]["message"]
     assert httpx.get(f"{server}/v1/models").status_code == 401
+    for page in ("/docs", "/redoc", "/openapi.json"):  # the API's description is behind the key too
+        assert httpx.get(f"{server}{page}").status_code == 401
+        assert httpx.get(f"{server}{page}", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     assert httpx.get(f"{server}/health").json()["status"] == "ok"  # probes need no key
 
 

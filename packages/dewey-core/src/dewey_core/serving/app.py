@@ -317,6 +317,8 @@ def _routes(app: FastAPI, service: _Service) -> None:
                              "data": [c.content for c in counts]})
 
 
+#: FastAPI's pages describing the API: behind the key like the API itself.
+_API_DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 _ROUTES = {"/health", "/metrics", "/v1/models", "/v1/embeddings", "/v1/late_chunk",
            "/v1/images/embeddings", "/v1/count_tokens"}
 
@@ -357,7 +359,7 @@ class _Gate:
 
     def _refusal(self, scope, path: str) -> tuple[int, dict, dict] | None:
         headers = dict(scope["headers"])
-        if self.expected is not None and path.startswith("/v1/"):
+        if self.expected is not None and (path.startswith("/v1/") or path in _API_DOCS):
             given = headers.get(b"authorization")
             if given is None:
                 return 401, error_body(401, "missing API key: send the header 'Authorization: Bearer "

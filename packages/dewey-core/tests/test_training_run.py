@@ -163,18 +163,24 @@ def _weights(folder) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_an_interrupted_run_resumes_to_the_same_model(minilm_path, corpus, tmp_path, monkeypatch):
-    config = small(minilm_path, steps=3, save_every=2, held_out_fraction=0.0)
-    straight = train(corpus, tmp_path / "straight", config, show_progress=False)
-
+def interrupt_at(monkeypatch, at: int):
+    """Make step ``at`` raise KeyboardInterrupt; returns the real step (to put back)."""
     real_step = trainer_module._Run.step
 
     def interrupted(self, step):
-        if step == 2:  # after the checkpoint at step 2
+        if step == at:
             raise KeyboardInterrupt
         return real_step(self, step)
 
     monkeypatch.setattr(trainer_module._Run, "step", interrupted)
+    return real_step
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(minilm_path, corpus, tmp_path, monkeypatch):
+    config = small(minilm_path, steps=3, save_every=2, held_out_fraction=0.0)
+    straight = train(corpus, tmp_path / "straight", config, show_progress=False)
+
+    real_step = interrupt_at(monkeypatch, 2)  # after the checkpoint at step 2
     with pytest.raises(KeyboardInterrupt):
         train(corpus, tmp_path / "resumed", config, show_progress=False)
     assert (tmp_path / "resumed" / "training" / "checkpoint.pt").is_file()
@@ -221,14 +227,7 @@ def test_a_splitter_that_leaves_gaps_trains_and_resumes_only_with_itself(minilm_
     result = train(corpus, tmp_path / "gaps", small(minilm_path, steps=1), splitter=sentences,
                    show_progress=False)
     assert result.report["splitter"] == "sentences" and result.report["corpus"]["held_out_queries"] > 0
-    real_step = trainer_module._Run.step
-
-    def interrupted(self, step):
-        if step == 1:  # after the checkpoint at step 1
-            raise KeyboardInterrupt
-        return real_step(self, step)
-
-    monkeypatch.setattr(trainer_module._Run, "step", interrupted)
+    real_step = interrupt_at(monkeypatch, 1)  # after the checkpoint at step 1
     config = small(minilm_path, steps=2, save_every=1, held_out_fraction=0.0)
     with pytest.raises(KeyboardInterrupt):
         train(corpus, tmp_path / "resumed", config, splitter=sentences, show_progress=False)

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dewey_core.chunking import check_chunking
-from dewey_core.inputs import check_dim, check_int, check_spans, check_texts
+from dewey_core.inputs import check_dim, check_int, check_spans, check_texts, resolve_prompt
 from dewey_core.serving.wire import decode_vector, image_data_url
 from dewey_core.types import Chunk, LateChunkedDocument
 from dewey_core.windowing import WindowPolicy
@@ -154,15 +154,8 @@ class RemoteEncoder:
                normalize: bool) -> np.ndarray:
         texts = check_texts(texts)
         dim = self._check_dim(dim)
-        if prompt is not None and prompt_name is not None:
-            raise ValueError("give prompt or prompt_name, not both")
-        if prompt_name is not None:
-            if prompt_name not in self.prompts:
-                raise ValueError(f"unknown prompt_name {prompt_name!r}; this model has "
-                                 f"{sorted(self.prompts)}")
-            prompt = self.prompts[prompt_name]
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        # No prompt: the server picks the model's own for input_type.
+        prompt = resolve_prompt(prompt, prompt_name, self.prompts, None)
         if not texts:
             return np.zeros((0, dim or self.dimension), dtype=np.float32)
         body = {"input_type": input_type, "dimensions": dim, "encoding_format": "base64",

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from dewey_core.files import Location, reason
+from dewey_core.inputs import lone_surrogate
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 PARQUET_SUFFIXES = (".parquet",)
@@ -211,15 +212,18 @@ class Corpus:
                         row += 1
 
 
-def ignored_note(corpus: Corpus) -> str:
-    """One line on the files of a folder corpus that are not read, by suffix."""
+def ignored_note(corpus: Corpus) -> str | None:
+    """One line on the files of a folder corpus that are not read, by suffix (``None``: none)."""
+    ignored = corpus.ignored
+    if not ignored:
+        return None
     counts: dict[str, int] = {}
-    for f in corpus.ignored:
+    for f in ignored:
         suffix = os.path.splitext(f)[1].lower() or "no suffix"
         counts[suffix] = counts.get(suffix, 0) + 1
     kinds = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     wanted = "/".join(TEXT_SUFFIXES if corpus.kind == "text" else PARQUET_SUFFIXES)
-    return (f"{len(corpus.ignored)} files of {corpus.location.name} are not read ({kinds}): it is read "
+    return (f"{len(ignored)} files of {corpus.location.name} are not read ({kinds}): it is read "
             f"as {wanted} files" + (" (text files come first when a folder has both)"
                                     if corpus.kind == "text" else ""))
 
@@ -229,12 +233,10 @@ def _unicode_checked(item: SourceDocument | SourceError) -> SourceDocument | Sou
     if isinstance(item, SourceError):
         return item
     for what, value in (("its id (a file name that is not UTF-8?)", item.doc_id), ("its text", item.text)):
-        if value is not None and not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                return SourceError(item.origin, f"{what} holds {value[exc.start]!r} at character "
-                                                f"{exc.start}, which is not valid Unicode")
+        at = None if value is None else lone_surrogate(value)
+        if at is not None:
+            return SourceError(item.origin, f"{what} holds {value[at]!r} at character {at}, which is "
+                                            "not valid Unicode")
     return item
 
 

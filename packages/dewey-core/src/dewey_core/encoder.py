@@ -16,7 +16,7 @@ import torch
 
 from dewey_core.chunking import char_spans, check_chunking, chunk_token_ranges
 from dewey_core.devices import resolve_device, resolve_dtype
-from dewey_core.inputs import check_dim, check_int, check_spans, check_texts
+from dewey_core.inputs import check_dim, check_int, check_spans, check_texts, resolve_prompt
 from dewey_core.loading import HUB_OPTIONS, plain_model_dir, shared_model
 from dewey_core.models import EncoderModel
 from dewey_core.pooling import content_mean, pool, segment_sums, token_state
@@ -179,16 +179,7 @@ class DeweyEncoder:
                 **self.model.prompts.named}
 
     def _prompt(self, prompt: str | None, prompt_name: str | None, default: str) -> str:
-        if prompt is not None and prompt_name is not None:
-            raise ValueError("give prompt or prompt_name, not both")
-        if prompt_name is not None:
-            if prompt_name not in self.prompts:
-                raise ValueError(f"unknown prompt_name {prompt_name!r}; this model has "
-                                 f"{sorted(self.prompts)}")
-            return self.prompts[prompt_name]
-        if prompt is not None and not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        return default if prompt is None else prompt
+        return resolve_prompt(prompt, prompt_name, self.prompts, default)
 
     def _encode(self, texts: Sequence[str], prompt: str, dim: int | None,
                 show_progress: bool | None, desc: str, normalize: bool = True) -> np.ndarray:

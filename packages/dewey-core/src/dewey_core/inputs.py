@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -15,14 +15,37 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"{what}[{i}] must be str, got {type(t).__name__}")
-        if not t.isascii():
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError as exc:  # e.g. a string sliced through an emoji's UTF-16 pair
-                raise ValueError(f"{what}[{i}] holds a lone surrogate ({t[exc.start]!r} at character "
-                                 f"{exc.start}), which is not text; fix its source or decode it with "
-                                 "errors='replace'") from None
+        at = lone_surrogate(t)
+        if at is not None:  # e.g. a string sliced through an emoji's UTF-16 pair
+            raise ValueError(f"{what}[{i}] holds a lone surrogate ({t[at]!r} at character {at}), which "
+                             "is not text; fix its source or decode it with errors='replace'")
     return list(texts)
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first character of ``text`` that UTF-8 cannot encode (a lone surrogate,
+    or an undecodable byte of a file name), or ``None``."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def resolve_prompt(prompt: str | None, prompt_name: str | None, prompts: Mapping[str, str],
+                   default: str | None) -> str | None:
+    """The prompt a call asked for: ``prompt``, the named one of ``prompts``, else ``default``."""
+    if prompt is not None and prompt_name is not None:
+        raise ValueError("give prompt or prompt_name, not both")
+    if prompt_name is not None:
+        if prompt_name not in prompts:
+            raise ValueError(f"unknown prompt_name {prompt_name!r}; this model has {sorted(prompts)}")
+        return prompts[prompt_name]
+    if prompt is not None and not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    return default if prompt is None else prompt
 
 
 def check_int(value: Any, name: str, *, optional: bool = False) -> int | None:

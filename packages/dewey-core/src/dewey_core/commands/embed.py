@@ -121,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    if corpus.ignored:
-        print(f"dewey embed: note: {ignored_note(corpus)}", file=sys.stderr)
+    note = ignored_note(corpus)
+    if note:
+        print(f"dewey embed: note: {note}", file=sys.stderr)
     report = EmbedReport(str(args.out))
     batch = []
     with tqdm(total=corpus.count(), desc="Embedding", unit="doc", disable=args.quiet) as bar:

@@ -107,8 +107,9 @@ def embed_dataset(input: str | os.PathLike, out: str | os.PathLike, *, model: st
             dimension = _checked(ray.get(task.remote(options)))
         store.create(dimension)
         store.remove_uncommitted()
-        if corpus.ignored:
-            print(f"dewey embed: note: {ignored_note(corpus)}", file=sys.stderr)
+        note = ignored_note(corpus)
+        if note:
+            print(f"dewey embed: note: {note}", file=sys.stderr)
         report = EmbedReport(str(out))
         entries = _index(corpus, store, report)
         if entries:

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from dewey_core.serving.batcher import Batcher, Overloaded, ShuttingDown, TooLarge
+from dewey_core.serving.batcher import MERGE_BUDGETS, Batcher, Overloaded, ShuttingDown, TooLarge
 from dewey_core.serving.work import EmbedWork, LateChunkWork
 
 TEXTS = [f"Request number {i} asks about {topic}." for i, topic in
@@ -49,6 +49,24 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_vectors(minilm)
         assert got.shape == want.shape
         assert (got * want).sum(1).min() >= 0.9999
     assert recorder.queue[-1] == (0, 0)  # every token accounted for
+
+
+def test_a_default_group_holds_several_token_budgets(minilm):
+    """Merged calls span MERGE_BUDGETS engine budgets (the engine splits them into its own
+    forward batches); a group never passes that."""
+    recorder = Recorder()
+    half = minilm.token_budget // 2
+    n = 2 * MERGE_BUDGETS + 1  # one group full to the token, one request left over
+
+    async def main():
+        batcher = Batcher(minilm, max_wait=0.05, observer=recorder)
+        await batcher.start()
+        await asyncio.gather(*(batcher.submit(_doc(TEXTS[i:i + 1]), half) for i in range(n)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert MERGE_BUDGETS > 1
+    assert recorder.batches == [n - 1, 1]
 
 
 def test_only_requests_with_the_same_settings_are_merged(minilm):

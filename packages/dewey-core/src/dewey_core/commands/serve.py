@@ -37,8 +37,8 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--token-budget", type=int, default=None,
                    help="padded tokens per forward batch (default 2048 on CPU, 16384 on GPU)")
     p.add_argument("--batch-tokens", type=int, default=None,
-                   help="tokens of concurrent requests merged into one engine call (default: the "
-                        "token budget)")
+                   help="tokens of concurrent requests merged into one engine call (default: four "
+                        "token budgets)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to batch with (default 5)")
     p.add_argument("--max-queued-tokens", type=int, default=None,

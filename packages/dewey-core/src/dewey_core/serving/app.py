@@ -63,7 +63,7 @@ class ServerSettings:
     max_body_bytes: int = 64 * 2**20
     """Request body size (413 above); image requests are the large ones."""
     max_batch_tokens: int | None = None
-    """Tokens merged into one engine call (default: the encoder's token budget)."""
+    """Tokens merged into one engine call (default: four of the encoder's token budgets)."""
     max_wait_ms: float = 5.0
     """How long the oldest queued request waits for others to merge with."""
     max_queued_tokens: int | None = None

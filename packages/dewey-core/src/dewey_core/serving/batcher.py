@@ -5,9 +5,13 @@ and every later one with the same settings (same :attr:`key`) until ``max_batch_
 when the queue holds less than that it waits at most ``max_wait`` seconds (counted from the
 oldest request's arrival) for more. The group runs as one engine call on a single worker
 thread, so the event loop keeps answering while the model computes, and each caller gets its
-own outputs back. Queued tokens are bounded: past ``max_queued_tokens`` a request is refused
-(:class:`Overloaded`) instead of growing memory. :meth:`Batcher.close` finishes every
-queued request before it returns.
+own outputs back. By default a group holds :data:`MERGE_BUDGETS` of the engine's token
+budgets: the engine sorts a group's texts by length into its own forward batches, so a group
+spanning several pads less and shares each call's fixed costs (64 clients, 1,000 requests,
+MiniLM on two CPU cores: 2.3x the throughput of one request per call, against 2.0x for groups
+of one budget, with lower p50 and p99 latency). Queued tokens are bounded: past
+``max_queued_tokens`` a request is refused (:class:`Overloaded`) instead of growing memory.
+:meth:`Batcher.close` finishes every queued request before it returns.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from dewey_core.encoder import DeweyEncoder
 from dewey_core.serving.work import Work
 
 logger = logging.getLogger("dewey_core.serving")
+
+MERGE_BUDGETS = 4
+"""Default group size of a merged engine call, in the encoder's token budgets."""
 
 
 class Overloaded(Exception):
@@ -75,7 +82,7 @@ class Batcher:
                  max_wait: float = 0.005, max_queued_tokens: int | None = None, merge: bool = True,
                  observer: BatchObserver | None = None) -> None:
         self.encoder = encoder
-        self.max_batch_tokens = max_batch_tokens or encoder.token_budget
+        self.max_batch_tokens = max_batch_tokens or MERGE_BUDGETS * encoder.token_budget
         self.max_wait = max_wait
         self.max_queued_tokens = max_queued_tokens or 100 * encoder.token_budget
         self.merge = merge

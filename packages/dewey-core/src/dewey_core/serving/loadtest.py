@@ -103,9 +103,9 @@ def run_load(url: str, model: str, workload: list[list[str]], *, concurrency: in
 
 
 async def _run(url, model, workload, concurrency, api_key, name, encoding_format, timeout):
-    # aiohttp, not httpx: on the 2-core CI machine httpx's async client spent 7-9 ms of CPU per
-    # request against 0.2-0.4 ms for aiohttp, so an httpx load generator capped every server at
-    # about 100-140 requests/s (and took CPU from the server it measured).
+    # aiohttp, not httpx: on the 2-core CI machine, with 64 connections, httpx's async client
+    # spent 7-9 ms of CPU per request against 0.2-0.4 ms for aiohttp, so an httpx load generator
+    # capped every server at about 100-140 requests/s (and took CPU from the server it measured).
     import aiohttp
 
     results: list[np.ndarray | None] = [None] * len(workload)

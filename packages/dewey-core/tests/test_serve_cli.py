@@ -102,3 +102,14 @@ def test_serve_without_a_model_fails_clearly(tmp_path):
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert "dewey serve: error:" in done.stderr
+
+
+@pytest.mark.parametrize("module", ["aiohttp", "fastapi"])
+def test_bench_serve_without_the_serve_extra_fails_clearly(module, monkeypatch, tmp_path, capsys):
+    from dewey_core.cli import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    assert main(["bench-serve", "--out", str(tmp_path), "--requests", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{module} is missing" in err and "dewey-core[serve]" in err
+    assert not (tmp_path / "results.json").exists()

@@ -49,6 +49,12 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:  # the servers need the serve extra; the load generator (aiohttp) and probes (httpx) too
+        import aiohttp  # noqa: F401
+        import fastapi  # noqa: F401
+        import httpx  # noqa: F401
+    except ImportError as exc:
+        return _fail(f"{exc.name} is missing; install the serve extra: pip install 'dewey-core[serve]'")
     from dewey_core import DeweyEncoder
     from dewey_core.commands.bench import _default_model
     from dewey_core.serving.loadtest import (

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from dewey_core.commands.serve import missing_serve_extra
+
 BATCHED, SINGLE = "dewey serve", "dewey serve --no-batching"
 TARGET_SPEEDUP = 2.0
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         import fastapi  # noqa: F401
         import httpx  # noqa: F401
     except ImportError as exc:
-        return _fail(f"{exc.name} is missing; install the serve extra: pip install 'dewey-core[serve]'")
+        return _fail(missing_serve_extra(exc))
     from dewey_core import DeweyEncoder
     from dewey_core.commands.bench import _default_model
     from dewey_core.serving.loadtest import (

@@ -57,13 +57,18 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def missing_serve_extra(exc: ImportError) -> str:
+    """The error for a command that needs the ``serve`` extra and lacks one of its modules."""
+    return f"{exc.name} is missing; install the serve extra: pip install 'dewey-core[serve]'"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
         from dewey_core.serving.app import ServerSettings, create_app
     except ImportError as exc:
-        return _fail(f"{exc.name} is missing; install the serve extra: pip install 'dewey-core[serve]'")
+        return _fail(missing_serve_extra(exc))
     from dewey_core import DeweyEncoder
 
     try:

@@ -4,6 +4,7 @@ compute (same tokens, chunks, windows and pooling), with gradients."""
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -102,3 +103,30 @@ def test_draws_are_seeded_and_fill_the_step(minilm, pydoc_topics):
     passages = draw_passages(plans, 6, random.Random(0))
     assert len(passages) == len(set(passages)) == 6
     assert all(any(p in d.text for d in docs) for p in passages)
+
+
+def test_openings_are_whole_short_documents_cut_at_sentences(minilm, pydoc_topics):
+    forward = TrainingForward(minilm)
+    docs = [Document(k, pydoc_topics[k]) for k in ("if", "exceptions", "raise", "try")]
+    plans = DocumentPlans(forward, docs, (32, 64))
+    rng = random.Random(0)
+    ends = set()
+    for _ in range(40):
+        doc = rng.randrange(len(docs))
+        plan = plans.opening(doc, 32, rng)
+        full = docs[doc].text
+        assert full.startswith(plan.text) and len(plan.windows) == 1
+        assert len(plan.tok) >= 64 or plan.text == full  # at least twice the smallest chunk size
+        rest = full[len(plan.text):]
+        after_sentence = plan.text[-1] in ".!?:;" and rest[:1].isspace()
+        after_paragraph = re.match(r"\n\s*\n", rest) is not None
+        whole_window = len(plan.tok) == plans.plan(doc, 32).windows[0].kept[1]
+        assert not rest or after_sentence or after_paragraph or whole_window, plan.text[-40:]
+        ends.add((doc, len(plan.text)))
+    assert len(ends) > 10  # openings of many lengths
+    # A share of 1 draws only openings, each trained whole; 0 never draws one.
+    runs = draw_window_runs(plans, 6, random.Random(1), crop_share=1.0)
+    assert len(runs) == 6 and all(r.complete and r.num_windows == 1 for r in runs)
+    for seed in range(5):
+        plain = draw_window_runs(plans, 6, random.Random(seed), crop_share=0.0)
+        assert all(r.plan.text in {d.text for d in docs} for r in plain)

@@ -39,9 +39,9 @@ def trained(minilm_path, corpus, tmp_path_factory):
     seen = []
     original = trainer_module.DocumentPlans.plan
 
-    def spy(self, doc, chunk_size=None):  # every document a step draws
+    def spy(self, doc, chunk_size=None, end=None):  # every document (or opening) a step draws
         seen.append(self.documents[doc].doc_id)
-        return original(self, doc, chunk_size)
+        return original(self, doc, chunk_size, end)
 
     trainer_module.DocumentPlans.plan = spy
     try:

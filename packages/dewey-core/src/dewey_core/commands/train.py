@@ -75,6 +75,9 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     p.add_argument("--plain-similarity-weight", type=float, default=_DEFAULTS.plain_similarity_weight,
                    help="weight of the term that keeps how alike the chunks embedded alone are to one "
                         f"another (default {_DEFAULTS.plain_similarity_weight}: off)")
+    p.add_argument("--crop-share", type=float, default=_DEFAULTS.crop_share,
+                   help="share of draws that cut a document to an opening of its own, trained whole "
+                        f"(default {_DEFAULTS.crop_share}; 0 turns it off)")
     p.add_argument("--learning-rate", type=float, default=_DEFAULTS.learning_rate,
                    help=f"default {_DEFAULTS.learning_rate}")
     p.add_argument("--freeze-layers", type=int, default=_DEFAULTS.freeze_layers,
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             freeze_layers=args.freeze_layers, chunk_sizes=args.chunk_sizes,
             chunk_context=args.chunk_context, opening_tokens=args.opening_tokens,
             global_weight=args.global_weight, plain_weight=args.plain_weight,
-            plain_similarity_weight=args.plain_similarity_weight,
+            plain_similarity_weight=args.plain_similarity_weight, crop_share=args.crop_share,
             windows_per_step=args.windows_per_step,
             batch_size=args.batch_size, loss_weights=args.loss_weights,
             matryoshka_dims=args.matryoshka_dims, keep_projection=not args.drop_projection,

@@ -61,6 +61,10 @@ class TrainingConfig:
     mean squared difference between the student's and the teacher's similarity matrices of
     the chunks embedded alone (0: off). The plain term keeps each vector's direction; this
     keeps the margins between near-duplicate texts that per-chunk retrieval ranks by."""
+    crop_share: float = 0.25
+    """Share of chunk-alignment draws that cut a document to an opening of its own (a random
+    number of its first paragraphs or sentences, within one window) and train it whole, so short
+    documents are learned as well as long ones' windows (0: off)."""
     windows_per_step: int = 8
     """Model windows per chunk-alignment step (the step's size)."""
     batch_size: int = 16
@@ -121,6 +125,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if not (math.isfinite(self.crop_share) and 0 <= self.crop_share <= 1):
+            raise ValueError(f"crop_share must be in [0, 1], got {self.crop_share}")
         if not 0 <= self.held_out_fraction < 1:
             raise ValueError(f"held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
         if len(self.loss_weights) != 3 or min(self.loss_weights) < 0 or not any(self.loss_weights):

@@ -33,7 +33,7 @@ class ChunkAlignment:
 
     def loss(self, rng: random.Random) -> dict[str, torch.Tensor]:
         config = self.config
-        runs = draw_window_runs(self.plans, config.windows_per_step, rng)
+        runs = draw_window_runs(self.plans, config.windows_per_step, rng, config.crop_share)
         chunk_out, global_out = self.forward.late_chunk(runs)
         student = torch.cat(chunk_out)
         target = self.targets.texts([t for r in runs for t in chunk_targets(r.plan, r.chunks, config)])

@@ -199,6 +199,23 @@ def test_an_interrupted_run_resumes_to_the_same_model(minilm_path, corpus, tmp_p
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_checkpoint_saved_before_crop_share_resumes_with_openings_off(minilm_path, corpus, tmp_path,
+                                                                        monkeypatch):
+    out = tmp_path / "run"
+    config = small(minilm_path, steps=2, save_every=1, held_out_fraction=0.0, crop_share=0.0)
+    interrupt_at(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        train(corpus, out, config, show_progress=False)
+    path = out / "training" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]["crop_share"]  # as saved before the setting existed
+    torch.save(state, path)
+    with pytest.raises(TrainingError, match="crop_share"):
+        train(corpus, out, dataclasses.replace(config, crop_share=0.25), show_progress=False)
+    monkeypatch.undo()
+    assert len(train(corpus, out, config, show_progress=False).report["history"]) == 2
+
+
 def test_any_splitter_gives_the_chunks(minilm_path, corpus, tmp_path):
     calls = []
 

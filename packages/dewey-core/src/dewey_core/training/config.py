@@ -11,6 +11,9 @@ from dewey_core.training.losses import DISTILLATION_WEIGHTS, RESIM_MARGIN
 from dewey_core.training.targets import CHUNK_CONTEXTS
 
 CHUNK_ALIGNMENT, DISTILLATION = "chunk-alignment", "distillation"
+#: Settings added since runs were first checkpointed, with the value a run saved without them
+#: used: such a run resumes with that value (and is refused with another).
+ADDED_SETTINGS = {"crop_share": 0.0}
 OBJECTIVES = (CHUNK_ALIGNMENT, DISTILLATION)
 DEFAULT_STUDENT = "sentence-transformers/all-MiniLM-L6-v2"
 

@@ -27,7 +27,7 @@ from dewey_core.loading import plain_model_dir, resolve_model_dir
 from dewey_core.models import load_model
 from dewey_core.models.sentence_transformers import SentenceTransformerModel
 from dewey_core.training.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
-from dewey_core.training.config import CHUNK_ALIGNMENT, TrainingConfig
+from dewey_core.training.config import ADDED_SETTINGS, CHUNK_ALIGNMENT, TrainingConfig
 from dewey_core.training.corpus import Corpus, CorpusSplit, read_corpus, split_corpus
 from dewey_core.training.export import PLAIN_DIR, save_plain_model, save_sentence_transformer
 from dewey_core.training.forward import TrainingForward
@@ -140,7 +140,7 @@ def _resumable(out: Path, work: Path, config: TrainingConfig) -> dict | None:
         raise TrainingError(f"output {out} is a file, not a folder")
     checkpoint = load_checkpoint(work)
     if checkpoint is not None:
-        saved = checkpoint["config"]
+        saved = {**ADDED_SETTINGS, **checkpoint["config"]}
         changed = sorted(k for k, v in config.as_dict().items()
                          if saved.get(k) != v and k not in _RESUMABLE_CHANGES)
         if changed:

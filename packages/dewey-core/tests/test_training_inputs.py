@@ -38,6 +38,9 @@ def test_step_count_below_one_is_refused_first(tmp_path):
         TrainingConfig(chunk_sizes=(64, 0)).check()
     with pytest.raises(ValueError, match="objective must be one of"):
         TrainingConfig(objective="contrastive").check()
+    for share in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"crop_share must be in \[0, 1\]"):
+            TrainingConfig(crop_share=share).check()
 
 
 def test_empty_corpora(minilm_path, tmp_path):

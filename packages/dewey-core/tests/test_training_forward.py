@@ -13,6 +13,7 @@ import torch
 from dewey_core import DeweyEncoder
 from dewey_core.loading import resolve_model_dir
 from dewey_core.models import load_model
+from dewey_core.testing import tiny_encoder
 from dewey_core.training.corpus import Document
 from dewey_core.training.forward import TrainingForward
 from dewey_core.training.sampling import DocumentPlans, draw_passages, draw_window_runs
@@ -130,3 +131,20 @@ def test_openings_are_whole_short_documents_cut_at_sentences(minilm, pydoc_topic
     for seed in range(5):
         plain = draw_window_runs(plans, 6, random.Random(seed), crop_share=0.0)
         assert all(r.plan.text in {d.text for d in docs} for r in plain)
+
+
+@pytest.mark.parametrize("tokenizer", ["wordpiece (minilm)", "byte-level bpe (roberta)"])
+def test_an_opening_keeps_its_documents_first_tokens(tokenizer, minilm, pydoc_topics, tmp_path):
+    # Cut after a sentence, the opening tokenises as the document's first tokens: none is split
+    # or lost at the cut (byte-level BPE carries a word's leading space in its token).
+    encoder = minilm if tokenizer.startswith("wordpiece") else DeweyEncoder.from_pretrained(
+        tiny_encoder(tmp_path / "roberta", "roberta"), device="cpu")
+    docs = [Document(k, pydoc_topics[k]) for k in ("exceptions", "raise", "try")]
+    plans = DocumentPlans(TrainingForward(encoder), docs, (16, 32))
+    rng = random.Random(0)
+    for _ in range(30):
+        doc = rng.randrange(len(docs))
+        opening, full = plans.opening(doc, 16, rng), plans.plan(doc, 16)
+        n = len(opening.tok)
+        assert 0 < n < len(full.tok) and opening.tok.ids == full.tok.ids[:n]
+        assert opening.tok.ends == full.tok.ends[:n]

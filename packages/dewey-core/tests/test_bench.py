@@ -22,17 +22,17 @@ def models(minilm, minilm_path):
     from dewey_core import DeweyEncoder
 
     bench.quiet()
-    # A second encoder stands for the equal runtime (its own position count, same weights).
+    # A second encoder stands for the equal dtype (its own position count, same weights).
     equal = DeweyEncoder.from_pretrained(minilm_path, device="cpu", token_budget=512)
     return bench.Models(minilm, bench.load_sentence_transformer(minilm_path, minilm), equal)
 
 
-def test_models_load_measures_defaults_and_the_equal_runtime(minilm_path, monkeypatch,
+def test_models_load_measures_defaults_and_the_equal_dtype(minilm_path, monkeypatch,
                                                             tmp_path_factory):
     monkeypatch.delenv("DEWEY_BACKEND", raising=False)  # the real defaults: torch, no second row
     loaded = bench.Models.load(minilm_path, device="cpu")
     assert loaded.dewey.model.backend == "torch" and loaded.dewey_equal is None
-    assert loaded.runtime("dewey") == "torch float32, sdpa attention"
+    assert loaded.runtime("dewey") == "torch float32 with float32 matrix products on oneDNN, sdpa attention"
     pytest.importorskip("openvino")
     monkeypatch.setenv("DEWEY_BACKEND", "openvino")  # how the README measures the OpenVINO backend
     monkeypatch.setenv("DEWEY_CACHE", str(tmp_path_factory.getbasetemp() / "dewey-cache"))
@@ -40,7 +40,8 @@ def test_models_load_measures_defaults_and_the_equal_runtime(minilm_path, monkey
     assert loaded.dewey.model.backend == "openvino" and loaded.dewey_equal.model.backend == "torch"
     assert loaded.st.dtype == torch.float32 == loaded.dewey_equal.model.dtype
     assert loaded.runtime("dewey") == "openvino float32, openvino attention"
-    assert loaded.runtime("dewey_equal") == "torch float32, sdpa attention"
+    assert loaded.runtime("dewey_equal") == ("torch float32 with float32 matrix products on oneDNN, "
+                                               "sdpa attention")
 
 
 def test_corpora_are_deterministic_and_varied(minilm):

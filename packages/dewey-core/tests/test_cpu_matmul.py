@@ -1,5 +1,6 @@
-"""bfloat16 matrix products for float32 CPU models: every family's vectors stay within cosine
-0.9999 of float32; the choice is named in ``repr``, settable, and refused where it cannot apply.
+"""The linear layers' products of float32 CPU models, on oneDNN: float32 products give torch's
+own vectors, bfloat16 products stay within cosine 0.9999 of float32 for every family; the
+choice is named in ``repr``, settable, and refused where it cannot apply.
 
 (The rest of the suite runs with ``DEWEY_CPU_MATMUL=float32``, set in the root conftest, since
 it compares vectors with float32 references at 1e-5.)"""
@@ -12,7 +13,15 @@ import torch
 from PIL import Image
 
 from dewey_core import DeweyEncoder
-from dewey_core.cpu_matmul import BF16MatmulLinear, native_bf16, resolve_matmul_dtype
+from dewey_core.cpu_matmul import (
+    ROW_BLOCK,
+    BF16MatmulLinear,
+    OneDNNLinear,
+    native_bf16,
+    onednn_linear,
+    resolve_matmul_dtype,
+)
+from dewey_core.models import load_model
 from dewey_core.testing import tiny_dewey, tiny_encoder, tiny_jasper, tiny_stella
 
 CPU = torch.device("cpu")
@@ -57,11 +66,11 @@ def test_the_choice_is_named_and_follows_the_cpu(minilm_path, monkeypatch):
     native = "bfloat16" if native_bf16() else "float32"
     assert resolve_matmul_dtype(None, CPU, torch.float32) == native
     default = DeweyEncoder.from_pretrained(minilm_path, device="cpu")
-    assert (f"matmul_dtype={native!r}" in repr(default)) == (native == "bfloat16")
+    assert f"matmul_dtype={native!r}" in repr(default)
     monkeypatch.setenv("DEWEY_CPU_MATMUL", "float32")
     assert resolve_matmul_dtype(None, CPU, torch.float32) == "float32"
     assert resolve_matmul_dtype("bfloat16", CPU, torch.float32) == "bfloat16"  # the argument wins
-    assert "matmul_dtype" not in repr(DeweyEncoder.from_pretrained(minilm_path, device="cpu"))
+    assert "matmul_dtype='float32'" in repr(DeweyEncoder.from_pretrained(minilm_path, device="cpu"))
 
 
 def test_where_bf16_products_cannot_apply_it_is_said(minilm_path, monkeypatch):
@@ -77,3 +86,58 @@ def test_where_bf16_products_cannot_apply_it_is_said(minilm_path, monkeypatch):
     # A bfloat16 model takes its own products; the preference does not apply to it.
     bf16_model = DeweyEncoder.from_pretrained(minilm_path, device="cpu", dtype="bfloat16").model
     assert bf16_model.matmul_dtype is None
+
+
+needs_onednn = pytest.mark.skipif(not onednn_linear(), reason="torch is built without oneDNN here")
+
+
+@needs_onednn
+@pytest.mark.parametrize("family", ["minilm", "dewey", "jasper", "stella", "roberta"])
+def test_float32_products_on_onednn_give_torchs_own_vectors(checkpoints, family, pydoc_topics):
+    onednn = DeweyEncoder.from_pretrained(checkpoints[family], device="cpu", matmul_dtype="float32")
+    own = DeweyEncoder(load_model(onednn.model.path, CPU, torch.float32))  # torch's nn.Linear
+    linears = [m for m in onednn.model.backbone.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m) is OneDNNLinear for m in linears)
+    assert not any(isinstance(m, OneDNNLinear) for m in own.model.backbone.modules())
+    texts = [pydoc_topics[t][:600] for t in ("for", "while", "try", "with")]
+    np.testing.assert_allclose(onednn.encode_documents(texts), own.encode_documents(texts), atol=2e-6)
+    long = [pydoc_topics["class"][:6000]]
+    a, b = onednn.late_chunk(long, chunk_size=64)[0], own.late_chunk(long, chunk_size=64)[0]
+    np.testing.assert_allclose(a.chunk_embeddings, b.chunk_embeddings, atol=2e-6)
+    if onednn.model.supports_images:
+        image = Image.new("RGB", (48, 32), (200, 30, 30))
+        np.testing.assert_allclose(onednn.encode_images([image]), own.encode_images([image]), atol=2e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(0, 24), (1, 24), (ROW_BLOCK, 24), (3, 37, 24), (2, 1, 5, 24)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_matches_torch_for_any_rows(shape, bias):
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(24, 40, bias=bias)
+    layer = torch.nn.Linear(24, 40, bias=bias)
+    layer.load_state_dict(plain.state_dict())
+    layer.__class__ = OneDNNLinear
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        out = layer(x)
+    assert out.shape == (*shape[:-1], 40)
+    torch.testing.assert_close(out, plain(x).detach(), rtol=1e-5, atol=1e-5)
+    strided = torch.randn(shape[-1], *shape[:-1]).movedim(0, -1)  # not contiguous
+    torch.testing.assert_close(layer(strided).detach(), plain(strided).detach(), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace")
+def test_onednn_linear_leaves_autograd_and_tracing_to_torch():
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(8, 4)
+    layer = torch.nn.Linear(8, 4)
+    layer.load_state_dict(plain.state_dict())
+    layer.__class__ = OneDNNLinear
+    x = torch.randn(5, 8)
+    layer(x).square().sum().backward()  # oneDNN's op has no gradient: torch's product runs
+    plain(x).square().sum().backward()
+    torch.testing.assert_close(layer.weight.grad, plain.weight.grad)
+    traced = torch.jit.trace(layer.eval(), x)
+    assert "mkldnn" not in str(traced.inlined_graph)

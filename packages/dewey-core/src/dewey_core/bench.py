@@ -1,10 +1,10 @@
 """Throughput benchmarks: dewey-core against sentence-transformers and chonkie on the same model.
 
 Each tool runs at its own defaults (what a user gets: dewey-core's default backend and dtype,
-sentence-transformers' float32), and dewey-core runs a second time on sentence-transformers'
-runtime (torch at its dtype: "equal runtime"), which shows what dewey-core's batching and
-chunking add on their own. Three measurements, all on real offline text (CPython's
-``pydoc_data.topics``):
+sentence-transformers' float32), and dewey-core runs a second time at sentence-transformers'
+dtype ("equal dtype": torch, float32 throughout, its products on oneDNN), which shows what
+dewey-core adds without lowering precision: its batching, chunking and kernels. Three
+measurements, all on real offline text (CPython's ``pydoc_data.topics``):
 
 - **encoding**: mixed-length passages embedded with ``SentenceTransformer.encode`` (fixed
   batches) and with :meth:`DeweyEncoder.encode_documents` (token-budget batches).
@@ -45,10 +45,10 @@ from dewey_core.chunking import char_spans, chunk_token_ranges
 
 ENCODING, LATE_CHUNKING = "encoding", "late chunking"
 DEWEY = "dewey-core"
-DEWEY_EQUAL = "dewey-core, equal runtime"
+DEWEY_EQUAL = "dewey-core, equal dtype"
 """dewey-core on torch at sentence-transformers' dtype (only where its defaults differ)."""
 DEWEY_LATE = "dewey-core late_chunk"
-DEWEY_LATE_EQUAL = "dewey-core late_chunk, equal runtime"
+DEWEY_LATE_EQUAL = "dewey-core late_chunk, equal dtype"
 DEWEY_LATE_PLAIN = "dewey-core late_chunk, plain windows"
 """Late chunking without the carried opening context and window overlap (less compute, less
 context for chunks deep in long documents)."""
@@ -239,7 +239,7 @@ class Models:
         if which == "st":
             return f"torch {str(self.st.dtype).removeprefix('torch.')}"
         m = getattr(self, which).model
-        products = " with bfloat16 matrix products" if m.matmul_dtype == "bfloat16" else ""
+        products = f" with {m.matmul_dtype} matrix products on oneDNN" if m.matmul_dtype else ""
         return f"{m.backend} {str(m.dtype).removeprefix('torch.')}{products}, {m.attention.kernel} attention"
 
     def counter(self) -> PositionCounter:
@@ -372,7 +372,7 @@ def _interleaved(runs: dict[str, Callable[[], int]], warmups: dict[str, Callable
 def bench_encoding(models: Models, passages: Sequence[str], *, rounds: int = 3,
                    batch_size: int = 32) -> Comparison:
     """Embed ``passages`` with sentence-transformers and with dewey-core (at its defaults and,
-    where they differ, on sentence-transformers' runtime); time each."""
+    where they differ, at sentence-transformers' dtype); time each."""
     enc, st = models.dewey, models.st
     passages = list(passages)
     prompt = enc.model.prompts.document or None
@@ -403,8 +403,8 @@ def bench_late_chunking(models: Models, documents: Sequence[str], *, chunk_size:
                         rounds: int = 3, batch_size: int = 32,
                         methods: Sequence[str] = LATE_METHODS) -> Comparison:
     """Chunk embeddings for long ``documents`` by each of ``methods``; every method is credited
-    with the documents' content tokens. The equal-runtime method is skipped where dewey-core's
-    defaults already are sentence-transformers' runtime."""
+    with the documents' content tokens. The equal-dtype method is skipped where dewey-core's
+    defaults already run at sentence-transformers' dtype."""
     enc, st = models.dewey, models.st
     documents = list(documents)
     chunks = chunk_texts(enc, documents, chunk_size)

@@ -1,18 +1,24 @@
-"""bfloat16 matrix products for float32 models on CPUs that compute bfloat16 natively.
+"""The linear layers' matrix products for float32 models on the CPU, on oneDNN.
 
-A whole model in bfloat16 runs *slower* than float32 on such CPUs (measured on AMD EPYC and
-Intel Xeon with AVX512-BF16): its layer norms, GELUs and residual additions are slow in
-bfloat16. Its matrix products are not: oneDNN runs them at about 2.5 times the float32 rate.
-So on these CPUs the default keeps the model in float32 and runs only its linear layers in
+torch's float32 ``nn.Linear`` runs on MKL, which takes its AVX2 code on AMD CPUs; oneDNN (also
+bundled with torch) runs the same float32 products at 2.1-2.4 times MKL's rate on this
+project's AMD EPYC, with float32 results (relative error 1e-6, as MKL's). On CPUs that compute
+bfloat16 natively (AVX512-BF16 or AMX) oneDNN's bfloat16 products are faster still (another
+1.3-1.6x), so there the default keeps the model in float32 and runs only its linear layers in
 bfloat16: each layer's weight is stored in bfloat16, its input is rounded to bfloat16, and the
-product is accumulated and returned in float32 (the bias added in float32). Everything else
-(norms, activations, attention, pooling) stays float32. Vectors stay within cosine 0.9999 of
-float32 (``tests/test_cpu_matmul.py`` checks every family).
+product is accumulated and returned in float32 (the bias added in float32). A whole bfloat16
+model is slower: its norms, GELUs and residual additions are slow in bfloat16. Everything
+but the products (norms, activations, attention, pooling) stays float32; vectors stay within
+cosine 0.9999 of float32 (``tests/test_cpu_matmul.py`` checks every family).
+
+oneDNN builds a kernel for each new number of rows (up to ~11 ms each), so rows are padded
+to a multiple of :data:`ROW_BLOCK`: varied batch shapes then reuse a few kernels.
 
 ``matmul_dtype`` (``DeweyEncoder.from_pretrained``) or ``$DEWEY_CPU_MATMUL`` chooses:
 ``"bfloat16"``, ``"float32"``, or unset for the CPU's native choice. Models loaded with
 ``trust_remote_code`` keep float32 products unless ``matmul_dtype`` asks (their own code may
-read a linear layer's weight dtype); OpenVINO runs float32.
+read a linear layer's weight dtype); OpenVINO runs float32 (it traces the plain products).
+Training and other autograd use keep torch's own products.
 
 Example:
     >>> import torch
@@ -63,13 +69,58 @@ def resolve_matmul_dtype(matmul_dtype: str | None, device: torch.device, dtype: 
     return chosen
 
 
+#: Rows are padded to a multiple of this, so oneDNN reuses its kernels across batch shapes.
+ROW_BLOCK = 32
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_linear() -> bool:
+    """Whether torch's oneDNN linear op is there (torch built with oneDNN, on x86 or Arm)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._linear_pointwise)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _plain(module: torch.nn.Linear, x: torch.Tensor) -> bool:
+    """Whether ``x`` takes torch's own product: autograd, tracing and compiling see plain ops."""
+    return (x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or (torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad)))
+
+
+def _in_row_blocks(x: torch.Tensor, product) -> torch.Tensor:
+    """``product`` of ``x``'s rows (all leading dimensions flattened), padded to a multiple of
+    :data:`ROW_BLOCK` rows and cut back."""
+    rows = x.reshape(-1, x.shape[-1])
+    n = rows.shape[0]
+    padded = -(-n // ROW_BLOCK) * ROW_BLOCK
+    if padded != n:
+        rows = torch.nn.functional.pad(rows, (0, 0, 0, padded - n))
+    out = product(rows)
+    return out[:n].reshape(*x.shape[:-1], out.shape[-1])
+
+
+class OneDNNLinear(torch.nn.Linear):
+    """A float32 linear layer whose product runs on oneDNN (made from an ``nn.Linear`` by
+    :func:`use_cpu_products`, in place; the weight is unchanged)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32 or _plain(self, x):
+            return super().forward(x)
+        return _in_row_blocks(x, lambda rows: torch.ops.mkldnn._linear_pointwise(
+            rows, self.weight, self.bias, "none", [], ""))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", matmul=float32 on oneDNN"
+
+
 class BF16MatmulLinear(torch.nn.Linear):
     """A linear layer whose weight is bfloat16 and whose product is accumulated and returned in
-    float32 (made from a float32 ``nn.Linear`` by :func:`use_bf16_matmul`, in place)."""
+    float32 (made from a float32 ``nn.Linear`` by :func:`use_cpu_products`, in place)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x @ W^T on the stored (out, in) weight: oneDNN's fastest bf16 layout here.
-        out = torch.matmul(x.to(torch.bfloat16), self.weight.t()).float()
+        out = _in_row_blocks(x, lambda rows: torch.matmul(rows.to(torch.bfloat16), self.weight.t()).float())
         return out if self.bias is None else out.add_(self.bias)
 
     def extra_repr(self) -> str:
@@ -87,15 +138,23 @@ def _modules(value: Any) -> Iterator[torch.nn.Module]:
             yield from _modules(v)
 
 
-def use_bf16_matmul(model: Any) -> int:
+def use_cpu_products(model: Any, matmul_dtype: str) -> int:
     """Turn every float32 ``nn.Linear`` of ``model`` (an ``EncoderModel``: its backbone and heads)
-    into a :class:`BF16MatmulLinear`, in place; returns how many were turned."""
+    into a :class:`BF16MatmulLinear` (``"bfloat16"``) or a :class:`OneDNNLinear` (``"float32"``,
+    where torch has oneDNN), in place; returns how many were turned."""
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, got {matmul_dtype!r}")
+    if matmul_dtype == "float32" and not onednn_linear():
+        return 0
     turned = 0
     for root in _modules(list(vars(model).values())):
         for module in root.modules():
             if type(module) is torch.nn.Linear and module.weight.dtype == torch.float32:
-                module.weight = torch.nn.Parameter(module.weight.detach().to(torch.bfloat16),
-                                                   requires_grad=False)
-                module.__class__ = BF16MatmulLinear
+                if matmul_dtype == "bfloat16":
+                    module.weight = torch.nn.Parameter(module.weight.detach().to(torch.bfloat16),
+                                                       requires_grad=False)
+                    module.__class__ = BF16MatmulLinear
+                else:
+                    module.__class__ = OneDNNLinear
                 turned += 1
     return turned

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from dewey_core.cpu_matmul import resolve_matmul_dtype, use_bf16_matmul
+from dewey_core.cpu_matmul import resolve_matmul_dtype, use_cpu_products
 from dewey_core.models import EncoderModel, check_options, detect_family
 from dewey_core.openvino import BACKENDS, on_openvino, unsupported_reason
 
@@ -94,8 +94,9 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     path = resolve_model_dir(name_or_path, patterns=patterns, **hub)
     family = detect_family(path)
     check_options(family, path, options)
-    # OpenVINO runs float32; otherwise a float32 CPU model may take bf16 products (cpu_matmul),
-    # unless it runs its own code (which may read a linear layer's weight dtype) and none was asked.
+    # A float32 CPU model's products run on oneDNN (cpu_matmul): in bfloat16 where the CPU computes
+    # it natively, unless OpenVINO runs it or it runs its own code (which may read a linear
+    # layer's weight dtype) and none was asked; float32 otherwise.
     openvino = backend == "openvino" or (backend is None and preferred == "openvino")
     own_code = options.get("trust_remote_code") and matmul_dtype is None
     matmul = resolve_matmul_dtype("float32" if openvino or own_code else matmul_dtype, device, dtype)
@@ -106,14 +107,13 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
         if key not in _loaded:
             loaded = family.load(path, device, dtype,
                                  **{k: v for k, v in options.items() if k in family.options})
-            if matmul == "bfloat16":
-                use_bf16_matmul(loaded)
+            if matmul is not None and use_cpu_products(loaded, matmul):
                 loaded.matmul_dtype = matmul
             _loaded[key] = loaded
             logger.info("loaded %s (%s) on %s in %s%s, %s attention", path, family.name, device,
                         str(dtype).removeprefix("torch."),
-                        " with bfloat16 matrix products" if matmul == "bfloat16" else "",
-                        loaded.attention.kernel)
+                        f" with {loaded.matmul_dtype} matrix products on oneDNN"
+                        if loaded.matmul_dtype else "", loaded.attention.kernel)
         model = _loaded[key]
         if backend == "openvino" or (backend is None and preferred == "openvino"
                                      and not options.get("trust_remote_code")

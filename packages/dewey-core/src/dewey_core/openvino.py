@@ -146,6 +146,7 @@ def on_openvino(model: EncoderModel) -> EncoderModel:
         "INFERENCE_NUM_THREADS": torch.get_num_threads()})
     view = copy.copy(model)
     view.backend = "openvino"
+    view.matmul_dtype = None  # OpenVINO runs its own products, not torch's oneDNN layers
     view.attention = dataclasses.replace(model.attention, kernel="openvino", takes_positions=False)
     view.forward = OpenVINOForward(compiled)  # the instance's forward step; the rest is shared
     return view

@@ -212,7 +212,7 @@ def _settings(args: argparse.Namespace, model: str, models: bench.Models) -> dic
         "model_path": model, "device": str(enc.model.device),
         "dtype": str(enc.model.dtype).removeprefix("torch."),
         "dewey_runtime": models.runtime("dewey"), "st_runtime": models.runtime("st"),
-        "equal_runtime": models.runtime("dewey_equal") if models.dewey_equal is not None
+        "equal_dtype": models.runtime("dewey_equal") if models.dewey_equal is not None
         else "the same as its defaults",
         "max_length": enc.max_length, "token_budget": enc.token_budget,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
@@ -268,7 +268,7 @@ def markdown_report(results: bench.BenchResults, plots: list[str] = ()) -> str:
              f"Model {s['model']} on {s['device']}, window {s['max_length']} tokens, dewey-core "
              f"token budget {s['token_budget']}; {device}; torch {s['torch']}; {s['date']}.",
              f"Runtimes: dewey-core at its defaults: {s['dewey_runtime']}; sentence-transformers "
-             f"and chonkie: {s['st_runtime']}; dewey-core's equal runtime: {s['equal_runtime']}.",
+             f"and chonkie: {s['st_runtime']}; dewey-core's equal dtype: {s['equal_dtype']}.",
              f"Reproduce: `{s['command']}`. Each figure is the median of {s['rounds']} interleaved "
              "rounds after a warm-up; every method of a table is credited with the same tokens.", ""]
     ratios = headline_ratios(results)

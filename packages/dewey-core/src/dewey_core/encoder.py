@@ -148,7 +148,7 @@ class DeweyEncoder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Content tokens per text (no special or prompt tokens)."""
-        return [len(t) for t in self.model.tokenizer.tokenize(check_texts(texts))]
+        return [len(t) for t in self.model.tokenizer.tokenize(check_texts(texts), offsets=False)]
 
     # ------------------------------------------------------------------ plain encoding
     def encode_queries(self, texts: Sequence[str], dim: int | None = None, *,
@@ -188,7 +188,7 @@ class DeweyEncoder:
         if not texts:
             return np.zeros((0, dim or self.dimension), dtype=np.float32)
         model = self.plain_model or self.model
-        toks = model.tokenizer.tokenize(texts, prompt)
+        toks = model.tokenizer.tokenize(texts, prompt, offsets=False)  # whole texts: ids only
         # Truncation policy: keep the first tokens that fit after prefix, prompt and suffix.
         windows = [plan_windows(i, t.head(self._room(t)), *self._specials(),
                                 self.max_length, WindowPolicy())[0] for i, t in enumerate(toks)]

@@ -24,12 +24,13 @@ _HUGE = 10**12
 
 @dataclass(frozen=True)
 class TokenizedText:
-    """Content token ids of one text with their character offsets into that text."""
+    """Content token ids of one text with their character offsets into that text (``None``
+    when tokenised with ``offsets=False``: ids only)."""
 
     prompt_ids: tuple[int, ...]
     ids: tuple[int, ...]
-    starts: tuple[int, ...]
-    ends: tuple[int, ...]
+    starts: tuple[int, ...] | None
+    ends: tuple[int, ...] | None
     anchors: tuple[int, ...] | None = None
     """First non-space character of each token (its start for whitespace-only tokens);
     ``None`` means the same as ``starts`` (tokenizers that never fold spaces into tokens)."""
@@ -40,14 +41,21 @@ class TokenizedText:
     @property
     def positions(self) -> tuple[int, ...]:
         """Where each token's text begins: its anchor."""
+        if self.starts is None:
+            raise ValueError("this text was tokenised without character offsets "
+                             "(TextTokenizer.tokenize(..., offsets=False)); spans need them")
         return self.starts if self.anchors is None else self.anchors
 
     def head(self, n: int) -> TokenizedText:
         """The first ``n`` content tokens (truncation)."""
         if n >= len(self):
             return self
-        anchors = None if self.anchors is None else self.anchors[:n]
-        return TokenizedText(self.prompt_ids, self.ids[:n], self.starts[:n], self.ends[:n], anchors)
+
+        def cut(values: tuple[int, ...] | None) -> tuple[int, ...] | None:
+            return None if values is None else values[:n]
+
+        return TokenizedText(self.prompt_ids, self.ids[:n], cut(self.starts), cut(self.ends),
+                             cut(self.anchors))
 
     def token_range(self, start: int, end: int) -> tuple[int, int]:
         """Token indices ``[first, last)`` of the tokens anchored inside chars ``[start, end)``.
@@ -106,41 +114,56 @@ class TextTokenizer:
     def num_special(self) -> int:
         return len(self.prefix_ids) + len(self.suffix_ids)
 
-    def tokenize(self, texts: Sequence[str], prompt: str = "") -> list[TokenizedText]:
-        """Tokenise ``prompt + text`` for each text; offsets are relative to ``text``."""
+    def tokenize(self, texts: Sequence[str], prompt: str = "", *,
+                 offsets: bool = True) -> list[TokenizedText]:
+        """Tokenise ``prompt + text`` for each text; offsets are relative to ``text``.
+        ``offsets=False`` keeps only the ids and skips the per-token offset work: whole-text
+        encoding and token counts need no spans."""
         if not texts:
             return []
+        cut = len(prompt)
         encoded = self.hf(
             [prompt + t for t in texts],
             add_special_tokens=False,
-            return_offsets_mapping=True,
+            return_offsets_mapping=offsets or cut > 0,  # a prompt is cut off by its offsets
             return_attention_mask=False,
             return_token_type_ids=False,
         )
-        cut = len(prompt)
+        mappings = encoded["offset_mapping"] if offsets or cut else [None] * len(texts)
         out = []
-        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"],
-                                      strict=True):
+        for text, ids, mapping in zip(texts, encoded["input_ids"], mappings, strict=True):
             n_prompt = 0
             if cut:
-                while n_prompt < len(ids) and offsets[n_prompt][1] <= cut:
+                while n_prompt < len(ids) and mapping[n_prompt][1] <= cut:
                     n_prompt += 1
-            starts = tuple(max(s - cut, 0) for s, _ in offsets[n_prompt:])
-            ends = tuple(max(e - cut, 0) for _, e in offsets[n_prompt:])
+            starts = ends = token_anchors = None
+            if offsets:
+                starts, ends = _relative(mapping[n_prompt:], cut)
+                token_anchors = anchors(text, starts, ends)
             prompt_ids = tuple(ids[:n_prompt])
             if not ids and not self.num_special:
                 # A tokenizer that adds no special tokens (Qwen2) would give an empty sequence:
                 # the end-of-text token stands in (belonging to no chunk), so every text gets a
                 # vector.
                 prompt_ids = (self.filler_id,)
-            out.append(TokenizedText(prompt_ids, tuple(ids[n_prompt:]), starts, ends,
-                                     anchors(text, starts, ends)))
+            out.append(TokenizedText(prompt_ids, tuple(ids[n_prompt:]), starts, ends, token_anchors))
         return out
 
     @property
     def filler_id(self) -> int:
         eos = self.hf.eos_token_id
         return eos if eos is not None else self.pad_id
+
+
+def _relative(mapping: Sequence[tuple[int, int]], cut: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Token starts and ends relative to the text after a ``cut``-character prompt."""
+    if not mapping:
+        return (), ()
+    starts, ends = zip(*mapping, strict=True)
+    if cut:  # a token straddling the cut starts at the text's first character
+        starts = tuple(s - cut if s > cut else 0 for s in starts)
+        ends = tuple(e - cut if e > cut else 0 for e in ends)
+    return starts, ends
 
 
 def anchors(text: str, starts: Sequence[int], ends: Sequence[int]) -> tuple[int, ...] | None:

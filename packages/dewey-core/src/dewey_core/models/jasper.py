@@ -169,7 +169,7 @@ class JasperModel(EncoderModel):
             for j, part in enumerate(parts):
                 where = f"images[{i}]" if part is item else f"images[{i}][{j}]"
                 if isinstance(part, str) and part is not item:
-                    content.extend(self.tokenizer.tokenize([part])[0].ids)
+                    content.extend(self.tokenizer.tokenize([part], offsets=False)[0].ids)
                 else:
                     pixels.append(self.preprocess(open_image(part, where)))
                     content.extend(placeholder)

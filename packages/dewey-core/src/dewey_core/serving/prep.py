@@ -48,7 +48,7 @@ class Preparer:
     # ------------------------------------------------------------------ on the prep thread
     def count(self, texts: list[str], prompt: str) -> list[TokenCount]:
         out = []
-        for tok in self.tokenizer.tokenize(texts, prompt):
+        for tok in self.tokenizer.tokenize(texts, prompt, offsets=False):
             room = capacity(self.encoder.max_length, self.num_special, len(tok.prompt_ids))
             out.append(TokenCount(len(tok), len(tok.prompt_ids), room))
         return out
@@ -76,7 +76,7 @@ class Preparer:
             for j, part in enumerate(item):
                 if part.type == "text":
                     parts.append(part.text)
-                    tokens += len(self.tokenizer.tokenize([part.text])[0])
+                    tokens += len(self.tokenizer.tokenize([part.text], offsets=False)[0])
                 else:
                     parts.append(_image(part.image_url.url, f"input[{i}][{j}]"))
                     tokens += per_image

@@ -181,3 +181,17 @@ def test_ray_report_compares_each_method_with_the_single_machine_command():
     parser = command.add_parser(argparse.ArgumentParser().add_subparsers(), "bench")
     assert "ray" not in parser.parse_args([]).parts
     assert parser.parse_args(["--parts", "ray", "--ray-workers", "1,4"]).ray_workers == (1, 4)
+
+
+def test_the_reproduce_line_names_options_and_runtime_settings(monkeypatch):
+    from dewey_core.cli import build_parser
+    from dewey_core.commands.bench import command_line
+
+    monkeypatch.delenv("DEWEY_CPU_MATMUL", raising=False)
+    monkeypatch.delenv("DEWEY_BACKEND", raising=False)
+    args = build_parser().parse_args(["bench", "--parts", "encoding,late", "--rounds", "3"])
+    assert command_line(args) == "dewey bench --parts encoding,late"
+    monkeypatch.setenv("DEWEY_BACKEND", "openvino")
+    monkeypatch.setenv("DEWEY_CPU_MATMUL", "float32")
+    assert command_line(args) == ("DEWEY_BACKEND=openvino DEWEY_CPU_MATMUL=float32 "
+                                  "dewey bench --parts encoding,late")

@@ -110,9 +110,15 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
     return p
 
 
+#: Environment variables that choose dewey-core's runtime, shown in the reproduce line.
+RUNTIME_ENV = ("DEWEY_BACKEND", "DEWEY_CPU_MATMUL")
+
+
 def command_line(args: argparse.Namespace) -> str:
-    """``dewey bench`` plus every option whose value differs from its default."""
-    words = ["dewey", "bench"]
+    """``dewey bench`` plus every option whose value differs from its default, after the
+    environment settings that change dewey-core's runtime."""
+    words = [f"{name}={os.environ[name]}" for name in RUNTIME_ENV if os.environ.get(name)]
+    words += ["dewey", "bench"]
     for action in args.bench_parser._actions:
         if not action.option_strings or action.dest == "help":
             continue

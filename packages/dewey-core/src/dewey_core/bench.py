@@ -281,7 +281,7 @@ def processed_tokens(enc, texts: Sequence[str]) -> int:
     """Tokens the model runs for ``texts`` encoded on their own: prompt, content truncated to the
     window, special tokens. The same count is credited to every method."""
     specials = enc.model.tokenizer.num_special
-    toks = enc.model.tokenizer.tokenize(list(texts), enc.model.prompts.document)
+    toks = enc.model.tokenizer.tokenize(list(texts), enc.model.prompts.document, offsets=False)
     return sum(min(len(t.prompt_ids) + len(t), enc.max_length - specials) + specials for t in toks)
 
 

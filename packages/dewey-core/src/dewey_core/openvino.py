@@ -1,14 +1,13 @@
 """OpenVINO backend for CPUs: the backbone's forward compiled by OpenVINO, in float32.
 
 Opt-in (``backend="openvino"`` or ``DEWEY_BACKEND=openvino``): on an idle 2-core AMD EPYC it
-runs MiniLM at PyTorch's float32 speed (0.91-0.98x in ``DEWEY_BACKEND=openvino dewey bench``),
-and ahead of it (1.26x) when other processes compete for the cores, where PyTorch's threads
-lose more; vectors are the same (float32 throughout, weights saved uncompressed). The engine's
-own forward (the family's attention inputs included) is traced once with a padded example
-batch by ``openvino.convert_model`` and cached on disk (``$DEWEY_CACHE`` or
-``~/.cache/dewey-core``); later loads only compile the cached model. Batches are padded
-(OpenVINO takes no packed rows); everything before and after the forward step (tokenisation,
-windows, pooling, heads) is the engine's usual path.
+runs MiniLM at 1.17-1.19x PyTorch float32's speed (``DEWEY_BACKEND=openvino dewey bench``) but
+behind PyTorch's default there, bfloat16 products (0.93-0.97x); vectors are the same (float32
+throughout, weights saved uncompressed). The engine's own forward (the family's attention
+inputs included) is traced once with a padded example batch by ``openvino.convert_model`` and
+cached on disk (``$DEWEY_CACHE`` or ``~/.cache/dewey-core``); later loads only compile the
+cached model. Batches are padded (OpenVINO takes no packed rows); everything before and after
+the forward step (tokenisation, windows, pooling, heads) is the engine's usual path.
 
 Families: sentence-transformers folders and Stella (Qwen2 and GTE backbones). dewey_en_beta
 (ModernBERT's local-attention masks do not convert) and Jasper (images) run on torch.

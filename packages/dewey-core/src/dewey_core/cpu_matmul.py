@@ -1,8 +1,9 @@
 """The linear layers' matrix products for float32 models on the CPU, on oneDNN.
 
-torch's float32 ``nn.Linear`` runs on MKL, which takes its AVX2 code on AMD CPUs; oneDNN (also
-bundled with torch) runs the same float32 products at 2.1-2.4 times MKL's rate on this
-project's AMD EPYC, with float32 results (relative error 1e-6, as MKL's). On CPUs that compute
+torch's float32 ``nn.Linear`` runs on MKL, which on this project's AMD EPYC takes a generic
+code path (``MKL_VERBOSE`` names no AVX-512; oneDNN's verbose output does); oneDNN (also bundled
+with torch) runs the same float32 products there at 2.1-2.4 times MKL's rate, with float32
+results (relative error 1e-6, as MKL's). On CPUs that compute
 bfloat16 natively (AVX512-BF16 or AMX) oneDNN's bfloat16 products are faster still (another
 1.3-1.6x), so there the default keeps the model in float32 and runs only its linear layers in
 bfloat16: each layer's weight is stored in bfloat16, its input is rounded to bfloat16, and the

@@ -45,6 +45,9 @@ def test_ids_only_tokenising_gives_the_same_ids_and_prompt_cut(family, prompt, s
     assert ids_only[4].head(5).ids == full[4].ids[:5] and ids_only[4].head(5).starts is None
     with pytest.raises(ValueError, match="tokenised without character offsets"):
         ids_only[4].token_range(0, 10)
+    for mode in ("boundaries", "fixed"):
+        with pytest.raises(ValueError, match="chunking needs character offsets"):
+            chunk_token_ranges(texts[4], ids_only[4], 16, 0, mode)
 
 
 def test_offsets_after_a_prompt_are_relative_to_the_text(minilm):

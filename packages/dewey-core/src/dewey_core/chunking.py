@@ -76,6 +76,9 @@ def chunk_token_ranges(text: str, tok: TokenizedText, chunk_size: int, chunk_ove
     ``boundaries`` mode the shared part starts at a word where one is within it).
     """
     check_chunking(chunk_size, chunk_overlap, mode)
+    if tok.starts is None:
+        raise ValueError("chunking needs character offsets; this text was tokenised with "
+                         "offsets=False")
     n = len(tok)
     scores = break_scores(text, tok) if mode == "boundaries" else None
     ranges: list[tuple[int, int]] = []

@@ -13,14 +13,15 @@ but the products (norms, activations, attention, pooling) stays float32; vectors
 cosine 0.9999 of float32 (``tests/test_cpu_matmul.py`` checks every family).
 
 oneDNN builds a kernel for each new number of rows (up to 11 ms each for a MiniLM-sized
-bfloat16 product, measured here), so rows are padded to a multiple of :data:`ROW_BLOCK`: a
-server's varied batch shapes then reuse a few kernels.
+bfloat16 product, measured here), so more than :data:`ROW_BLOCK` rows are padded to a multiple
+of it: a server's varied batch shapes then reuse a few kernels, and short queries pay nothing.
 
 ``matmul_dtype`` (``DeweyEncoder.from_pretrained``) or ``$DEWEY_CPU_MATMUL`` chooses:
 ``"bfloat16"``, ``"float32"``, or unset for the CPU's native choice. Models loaded with
 ``trust_remote_code`` keep float32 products unless ``matmul_dtype`` asks (their own code may
-read a linear layer's weight dtype); OpenVINO runs float32 (it traces the plain products).
-Training and other autograd use keep torch's own products.
+read a linear layer's weight dtype) and keep torch's own; OpenVINO runs float32 (it traces the
+plain products). Autograd (training), tracing, compiling and autocast see torch's own products,
+and ``torch.backends.mkldnn.enabled = False`` before loading keeps them everywhere.
 
 Example:
     >>> import torch
@@ -71,32 +72,37 @@ def resolve_matmul_dtype(matmul_dtype: str | None, device: torch.device, dtype: 
     return chosen
 
 
-#: Rows are padded to a multiple of this, so oneDNN reuses its kernels across batch shapes.
+#: More rows than this are padded to a multiple of it, so oneDNN reuses its kernels.
 ROW_BLOCK = 32
 
 
-@functools.lru_cache(maxsize=1)
 def onednn_linear() -> bool:
-    """Whether torch's oneDNN linear op is there (torch built with oneDNN, on x86 or Arm)."""
+    """Whether torch's oneDNN linear op is there and enabled (``torch.backends.mkldnn``)."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._linear_pointwise)
+        return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+                    and torch.ops.mkldnn._linear_pointwise)
     except (AttributeError, RuntimeError):
         return False
 
 
 def _plain(module: torch.nn.Linear, x: torch.Tensor) -> bool:
-    """Whether ``x`` takes torch's own product: autograd, tracing and compiling see plain ops."""
-    return (x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or (torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad)))
+    """Whether ``x`` takes torch's own product: oneDNN's op has no gradient, and tracing,
+    compiling and autocast expect torch's ops."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return True
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+        return True
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, module.weight, module.bias))
 
 
 def _in_row_blocks(x: torch.Tensor, product) -> torch.Tensor:
-    """``product`` of ``x``'s rows (all leading dimensions flattened), padded to a multiple of
-    :data:`ROW_BLOCK` rows and cut back."""
+    """``product`` of ``x``'s rows (all leading dimensions flattened); more than
+    :data:`ROW_BLOCK` rows are padded to a multiple of it and cut back."""
     rows = x.reshape(-1, x.shape[-1])
     n = rows.shape[0]
     padded = -(-n // ROW_BLOCK) * ROW_BLOCK
-    if padded != n:
+    if n > ROW_BLOCK and padded != n:
         rows = torch.nn.functional.pad(rows, (0, 0, 0, padded - n))
     out = product(rows)
     return out[:n].reshape(*x.shape[:-1], out.shape[-1])
@@ -107,7 +113,7 @@ class OneDNNLinear(torch.nn.Linear):
     :func:`use_cpu_products`, in place; the weight is unchanged)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != torch.float32 or _plain(self, x):
+        if _plain(self, x):
             return super().forward(x)
         return _in_row_blocks(x, lambda rows: torch.ops.mkldnn._linear_pointwise(
             rows, self.weight, self.bias, "none", [], ""))
@@ -157,6 +163,8 @@ def use_cpu_products(model: Any, matmul_dtype: str) -> int:
                                                        requires_grad=False)
                     module.__class__ = BF16MatmulLinear
                 else:
+                    if module.bias is not None:  # oneDNN reads the bias as a dense vector
+                        module.bias.data = module.bias.data.contiguous()
                     module.__class__ = OneDNNLinear
                 turned += 1
     return turned

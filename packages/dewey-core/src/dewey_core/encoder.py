@@ -95,9 +95,10 @@ class DeweyEncoder:
             backend: ``"torch"`` (default) or ``"openvino"`` (CPU, float32, sentence-transformers
                 and Stella models: see :mod:`dewey_core.openvino`); ``$DEWEY_BACKEND`` sets a
                 preference.
-            matmul_dtype: for a float32 model on the CPU, the linear layers' products, both
-                on oneDNN: ``"bfloat16"`` (float32 accumulation and activations; the default on
-                CPUs that compute bfloat16 natively) or ``"float32"`` (the default elsewhere);
+            matmul_dtype: for a float32 model on the CPU, the linear layers' products, on
+                oneDNN where torch has it: ``"bfloat16"`` (float32 accumulation and
+                activations; the default on CPUs that compute bfloat16 natively) or
+                ``"float32"`` (the default elsewhere);
                 ``$DEWEY_CPU_MATMUL`` sets a preference. See :mod:`dewey_core.cpu_matmul`.
             plain_model: for a folder from ``dewey train`` that keeps its starting weights
                 (``dewey.json`` names them), embed queries and whole texts with those and

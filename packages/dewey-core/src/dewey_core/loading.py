@@ -95,8 +95,8 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     family = detect_family(path)
     check_options(family, path, options)
     # A float32 CPU model's products run on oneDNN (cpu_matmul): in bfloat16 where the CPU computes
-    # it natively, unless OpenVINO runs it or it runs its own code (which may read a linear
-    # layer's weight dtype) and none was asked; float32 otherwise.
+    # it natively, unless OpenVINO runs it; float32 otherwise. A model running its own code keeps
+    # torch's layers (its code may read a linear layer's weight) unless matmul_dtype asks.
     openvino = backend == "openvino" or (backend is None and preferred == "openvino")
     own_code = options.get("trust_remote_code") and matmul_dtype is None
     matmul = resolve_matmul_dtype("float32" if openvino or own_code else matmul_dtype, device, dtype)
@@ -107,7 +107,7 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
         if key not in _loaded:
             loaded = family.load(path, device, dtype,
                                  **{k: v for k, v in options.items() if k in family.options})
-            if matmul is not None and use_cpu_products(loaded, matmul):
+            if matmul is not None and not own_code and use_cpu_products(loaded, matmul):
                 loaded.matmul_dtype = matmul
             _loaded[key] = loaded
             logger.info("loaded %s (%s) on %s in %s%s, %s attention", path, family.name, device,

